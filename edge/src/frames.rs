@@ -1,0 +1,157 @@
+//! The JSON frames viewers receive. Each frame is serialised once per stream and shared by every socket.
+
+use axum::extract::ws::Utf8Bytes;
+use chorus_schemas::wire::PushedEvent;
+use chorus_schemas::EventKind;
+use serde::Serialize;
+
+/// Where a viewer joined: it receives every event at or after these positions and none before.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct JoinPosition {
+    pub topic: String,
+    pub partition: i32,
+    /// `None` when no position of this partition is known yet (no event has passed since fanout started).
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerFrame<'a> {
+    Hello {
+        stream_id: &'a str,
+        edge_id: &'a str,
+        join: &'a [JoinPosition],
+        heartbeat_ms: u64,
+    },
+    Events {
+        stream_id: &'a str,
+        events: Vec<ViewerEvent<'a>>,
+    },
+    Likes {
+        stream_id: &'a str,
+        delta: u64,
+        total: u64,
+    },
+    Gap {
+        stream_id: &'a str,
+        missed_frames: u64,
+        reason: &'a str,
+    },
+}
+
+/// One comment as a viewer sees it.
+#[derive(Debug, Serialize)]
+pub struct ViewerEvent<'a> {
+    pub event_id: &'a str,
+    pub user_id: &'a str,
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<&'a str>,
+    pub created_ms: i64,
+    pub origin: &'a str,
+    pub offset: i64,
+}
+
+impl ServerFrame<'_> {
+    /// The frame as WebSocket text, validated once and then shared by every socket that sends it.
+    pub fn to_text(&self) -> Utf8Bytes {
+        // Serialising these plain structs cannot fail.
+        Utf8Bytes::from(serde_json::to_string(self).unwrap_or_default())
+    }
+}
+
+/// What one push batch means to the viewers of one stream, encoded once.
+#[derive(Debug)]
+pub struct StreamFrame {
+    /// Lowest offset in the frame; a viewer whose join position is at or below it takes the frame as it is.
+    pub first_offset: i64,
+    /// The events, for the rare viewer that joined in the middle of this frame.
+    pub events: Vec<PushedEvent>,
+    /// Pre-encoded `events` frame (comments), if any.
+    pub comments: Option<Utf8Bytes>,
+    /// Pre-encoded `likes` frame, if any.
+    pub likes: Option<Utf8Bytes>,
+}
+
+impl StreamFrame {
+    /// Encodes `events` (all of one stream, in offset order) for its viewers.
+    pub fn encode(stream_id: &str, events: Vec<PushedEvent>) -> Option<StreamFrame> {
+        let first_offset = events.first()?.offset;
+        let (comments, likes) = encode_parts(stream_id, &events);
+        Some(StreamFrame {
+            first_offset,
+            events,
+            comments,
+            likes,
+        })
+    }
+
+    /// The frame as a viewer that joined at `join` must see it: whole when it joined before the frame,
+    /// re-encoded without the events before its join otherwise.
+    pub fn for_viewer(&self, stream_id: &str, join: Option<i64>) -> Vec<Utf8Bytes> {
+        match join {
+            Some(join) if join > self.first_offset => {
+                let later: Vec<PushedEvent> = self
+                    .events
+                    .iter()
+                    .filter(|e| e.offset >= join)
+                    .cloned()
+                    .collect();
+                let (comments, likes) = encode_parts(stream_id, &later);
+                comments.into_iter().chain(likes).collect()
+            }
+            _ => self
+                .comments
+                .iter()
+                .chain(self.likes.iter())
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Events in this frame that a viewer joined at `join` receives.
+    pub fn event_count(&self, join: Option<i64>) -> usize {
+        let join = join.unwrap_or(i64::MIN);
+        self.events.iter().filter(|e| e.offset >= join).count()
+    }
+}
+
+fn encode_parts(stream_id: &str, events: &[PushedEvent]) -> (Option<Utf8Bytes>, Option<Utf8Bytes>) {
+    let comments: Vec<ViewerEvent<'_>> = events
+        .iter()
+        .filter(|e| e.event.kind != EventKind::Like)
+        .map(|e| ViewerEvent {
+            event_id: &e.event.event_id,
+            user_id: &e.event.user_id,
+            kind: match e.event.kind {
+                EventKind::Comment => "comment",
+                EventKind::Like => "like",
+                EventKind::Other => "other",
+            },
+            text: e.event.text.as_deref(),
+            created_ms: e.event.created_ms,
+            origin: &e.event.origin,
+            offset: e.offset,
+        })
+        .collect();
+    let likes: Vec<&PushedEvent> = events
+        .iter()
+        .filter(|e| e.event.kind == EventKind::Like)
+        .collect();
+    let comments = (!comments.is_empty()).then(|| {
+        ServerFrame::Events {
+            stream_id,
+            events: comments,
+        }
+        .to_text()
+    });
+    let likes = (!likes.is_empty()).then(|| {
+        ServerFrame::Likes {
+            stream_id,
+            delta: likes.len() as u64,
+            total: likes.iter().map(|e| e.likes_total).max().unwrap_or(0),
+        }
+        .to_text()
+    });
+    (comments, likes)
+}

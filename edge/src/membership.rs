@@ -1,0 +1,166 @@
+//! What the edge tells the cluster about itself: its lease in `edges` (renewed, tombstoned on clean stop)
+//! and, per stream with viewers here, a record in `subscriptions` (tombstoned after the last viewer left).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_schemas::{Codec, EdgeLease, Subscription};
+use chorus_service::{clock, KafkaArgs};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::EdgeMetrics;
+use crate::EdgeError;
+
+pub struct Membership {
+    producer: FutureProducer,
+    subscriptions_topic: String,
+    edges_topic: String,
+    subscriptions: Codec<Subscription>,
+    leases: Codec<EdgeLease>,
+    lease: EdgeLease,
+    metrics: EdgeMetrics,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("edge_id", &self.lease.edge_id)
+            .finish()
+    }
+}
+
+impl Membership {
+    pub fn new(
+        kafka: &KafkaArgs,
+        edge_id: String,
+        push_url: String,
+        metrics: EdgeMetrics,
+    ) -> Result<Self, EdgeError> {
+        let topics = kafka.topics();
+        let producer = kafka
+            .producer_config(Duration::from_secs(10), 100_000)
+            .create()
+            .map_err(EdgeError::Producer)?;
+        Ok(Membership {
+            producer,
+            subscriptions_topic: topics.subscriptions,
+            edges_topic: topics.edges,
+            subscriptions: Codec::subscription()?,
+            leases: Codec::edge_lease()?,
+            lease: EdgeLease {
+                edge_id,
+                region: kafka.region.clone(),
+                push_url,
+                started_ms: clock::now_ms(),
+                expires_ms: 0,
+            },
+            metrics,
+        })
+    }
+
+    pub fn edge_id(&self) -> &str {
+        &self.lease.edge_id
+    }
+
+    /// Announces that this edge has viewers of `stream_id`.
+    pub fn subscribe(&self, stream_id: &str) {
+        let record = Subscription {
+            stream_id: stream_id.to_owned(),
+            edge_id: self.lease.edge_id.clone(),
+            since_ms: clock::now_ms(),
+        };
+        match self.subscriptions.encode(&record) {
+            Ok(payload) => self.send(
+                "subscription",
+                &self.subscriptions_topic,
+                Subscription::key(stream_id, self.edge_id()),
+                Some(payload),
+            ),
+            Err(error) => tracing::error!(%error, "cannot encode a subscription"),
+        }
+    }
+
+    /// Withdraws the subscription of `stream_id` (a tombstone).
+    pub fn unsubscribe(&self, stream_id: &str) {
+        self.send(
+            "subscription_tombstone",
+            &self.subscriptions_topic,
+            Subscription::key(stream_id, self.edge_id()),
+            None,
+        );
+    }
+
+    /// Writes the lease with a fresh expiry.
+    pub fn renew_lease(&self, ttl: Duration) {
+        let lease = EdgeLease {
+            expires_ms: clock::now_ms() + ttl.as_millis() as i64,
+            ..self.lease.clone()
+        };
+        match self.leases.encode(&lease) {
+            Ok(payload) => self.send(
+                "lease",
+                &self.edges_topic,
+                lease.edge_id.clone(),
+                Some(payload),
+            ),
+            Err(error) => tracing::error!(%error, "cannot encode the edge lease"),
+        }
+    }
+
+    /// Renews the lease every third of `ttl` until `shutdown`.
+    pub async fn keep_lease(self: Arc<Self>, ttl: Duration, shutdown: CancellationToken) {
+        let mut every = tokio::time::interval(ttl / 3);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = every.tick() => self.renew_lease(ttl),
+            }
+        }
+    }
+
+    /// On clean stop: tombstones for the lease and the given subscriptions, then a bounded flush.
+    pub fn leave(&self, streams: &[String]) {
+        for stream in streams {
+            self.unsubscribe(stream);
+        }
+        self.send(
+            "lease_tombstone",
+            &self.edges_topic,
+            self.lease.edge_id.clone(),
+            None,
+        );
+        if let Err(error) = self.producer.flush(Timeout::After(Duration::from_secs(5))) {
+            tracing::warn!(%error, "membership records not flushed at shutdown");
+        }
+    }
+
+    /// Enqueues a record (order per key is kept by the idempotent producer) and counts its outcome.
+    fn send(&self, what: &'static str, topic: &str, key: String, payload: Option<Vec<u8>>) {
+        let mut record = FutureRecord::<String, Vec<u8>>::to(topic).key(&key);
+        if let Some(payload) = payload.as_ref() {
+            record = record.payload(payload);
+        }
+        let writes = self.metrics.membership_writes.clone();
+        match self.producer.send_result(record) {
+            Ok(delivery) => {
+                tokio::spawn(async move {
+                    let outcome = match delivery.await {
+                        Ok(Ok(_)) => "ok",
+                        Ok(Err((error, _))) => {
+                            tracing::warn!(%error, record = what, "membership record not written");
+                            "error"
+                        }
+                        Err(_) => "error",
+                    };
+                    writes.with_label_values(&[what, outcome]).inc();
+                });
+            }
+            Err((error, _)) => {
+                tracing::warn!(%error, record = what, "membership record not queued");
+                writes.with_label_values(&[what, "error"]).inc();
+            }
+        }
+    }
+}

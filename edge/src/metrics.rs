@@ -1,0 +1,120 @@
+//! What the edge counts. Names follow `chorus_edge_<what>_<unit>`; no label carries a stream, user or
+//! connection id.
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+#[derive(Debug, Clone)]
+pub struct EdgeMetrics {
+    pub connections: IntGaugeVec,
+    pub rejected: IntCounterVec,
+    pub streams: IntGauge,
+    pub push_sessions: IntGauge,
+    pub push_batches: IntCounter,
+    pub events_received: IntCounter,
+    pub duplicates_dropped: IntCounter,
+    pub events_unrouted: IntCounter,
+    pub frames_sent: IntCounter,
+    pub bytes_sent: IntCounter,
+    pub events_delivered: IntCounter,
+    pub gaps: IntCounter,
+    pub subscribe_wait: Histogram,
+    pub subscribe_timeouts: IntCounter,
+    pub membership_writes: IntCounterVec,
+}
+
+impl EdgeMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let counter = |name: &str, help: &str| IntCounter::new(name, help);
+        let m = EdgeMetrics {
+            connections: IntGaugeVec::new(
+                Opts::new(
+                    "chorus_edge_connections",
+                    "Open viewer connections by transport",
+                ),
+                &["transport"],
+            )?,
+            rejected: IntCounterVec::new(
+                Opts::new(
+                    "chorus_edge_connections_rejected_total",
+                    "Viewer connections refused, by reason",
+                ),
+                &["reason"],
+            )?,
+            streams: IntGauge::new(
+                "chorus_edge_streams",
+                "Streams with viewers (or lingering) on this edge",
+            )?,
+            push_sessions: IntGauge::new(
+                "chorus_edge_push_sessions",
+                "Fanout instances connected to this edge",
+            )?,
+            push_batches: counter(
+                "chorus_edge_push_batches_total",
+                "Batches received from fanout",
+            )?,
+            events_received: counter(
+                "chorus_edge_events_received_total",
+                "Events received from fanout",
+            )?,
+            duplicates_dropped: counter(
+                "chorus_edge_duplicates_dropped_total",
+                "Events dropped because their event_id was already delivered",
+            )?,
+            events_unrouted: counter(
+                "chorus_edge_events_unrouted_total",
+                "Events received for a stream without viewers here",
+            )?,
+            frames_sent: counter("chorus_edge_frames_sent_total", "Frames written to viewers")?,
+            bytes_sent: counter(
+                "chorus_edge_sent_bytes_total",
+                "Bytes of frames written to viewers",
+            )?,
+            events_delivered: counter(
+                "chorus_edge_events_delivered_total",
+                "Events written to viewers (one per viewer)",
+            )?,
+            gaps: counter(
+                "chorus_edge_gaps_total",
+                "Gap frames sent to viewers that fell behind",
+            )?,
+            subscribe_wait: Histogram::with_opts(
+                HistogramOpts::new(
+                    "chorus_edge_subscribe_wait_seconds",
+                    "Wait of a stream's first viewer for fanout to confirm the subscription",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
+            )?,
+            subscribe_timeouts: counter(
+                "chorus_edge_subscribe_timeouts_total",
+                "Subscriptions fanout did not confirm in time (hello sent anyway)",
+            )?,
+            membership_writes: IntCounterVec::new(
+                Opts::new(
+                    "chorus_edge_membership_writes_total",
+                    "Subscription and lease records written, by record and outcome",
+                ),
+                &["record", "outcome"],
+            )?,
+        };
+        registry.register(Box::new(m.connections.clone()))?;
+        registry.register(Box::new(m.rejected.clone()))?;
+        registry.register(Box::new(m.streams.clone()))?;
+        registry.register(Box::new(m.push_sessions.clone()))?;
+        registry.register(Box::new(m.push_batches.clone()))?;
+        registry.register(Box::new(m.events_received.clone()))?;
+        registry.register(Box::new(m.duplicates_dropped.clone()))?;
+        registry.register(Box::new(m.events_unrouted.clone()))?;
+        registry.register(Box::new(m.frames_sent.clone()))?;
+        registry.register(Box::new(m.bytes_sent.clone()))?;
+        registry.register(Box::new(m.events_delivered.clone()))?;
+        registry.register(Box::new(m.gaps.clone()))?;
+        registry.register(Box::new(m.subscribe_wait.clone()))?;
+        registry.register(Box::new(m.subscribe_timeouts.clone()))?;
+        registry.register(Box::new(m.membership_writes.clone()))?;
+        Ok(m)
+    }
+}

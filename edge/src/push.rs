@@ -1,0 +1,93 @@
+//! The internal endpoint on which fanout instances push batches to this edge: one WebSocket per fanout
+//! instance, binary messages each carrying a [`PushBatch`], applied in the order they arrive.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chorus_schemas::wire::{PushBatch, PushFrame};
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::rooms::{Rooms, SessionId};
+
+pub const PUSH_PATH: &str = "/internal/v1/push";
+
+/// Largest batch a fanout instance may send.
+const MAX_BATCH_BYTES: usize = 16 << 20;
+
+#[derive(Debug, Clone)]
+struct PushState {
+    rooms: Arc<Rooms>,
+    next_session: Arc<AtomicU64>,
+    shutdown: CancellationToken,
+}
+
+pub fn router(rooms: Arc<Rooms>, shutdown: CancellationToken) -> Router {
+    Router::new()
+        .route(PUSH_PATH, get(upgrade))
+        .with_state(PushState {
+            rooms,
+            next_session: Arc::new(AtomicU64::new(1)),
+            shutdown,
+        })
+}
+
+async fn upgrade(State(state): State<PushState>, ws: WebSocketUpgrade) -> Response {
+    let session = state.next_session.fetch_add(1, Ordering::Relaxed);
+    ws.max_message_size(MAX_BATCH_BYTES)
+        .on_upgrade(move |socket| serve(state, session, socket))
+}
+
+#[tracing::instrument(name = "edge.push_session", skip_all, fields(session))]
+async fn serve(state: PushState, session: SessionId, mut socket: WebSocket) {
+    let mut opened = false;
+    loop {
+        let message = tokio::select! {
+            () = state.shutdown.cancelled() => break,
+            message = socket.next() => message,
+        };
+        let bytes = match message {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => {
+                tracing::info!(%error, "push session ended");
+                break;
+            }
+        };
+        let batch = match PushBatch::decode(&bytes) {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::warn!(%error, "dropping a push session that sent a malformed batch");
+                break;
+            }
+        };
+        state.rooms.note_batch();
+        for frame in batch.frames {
+            match frame {
+                PushFrame::Hello {
+                    fanout_id,
+                    partitions,
+                } => {
+                    tracing::info!(%fanout_id, partitions, "fanout connected");
+                    state.rooms.session_opened(session, partitions);
+                    opened = true;
+                }
+                PushFrame::Subscribed {
+                    stream_id,
+                    positions,
+                } => state.rooms.subscribed(session, &stream_id, positions),
+                PushFrame::Positions(positions) => state.rooms.advance(positions),
+                PushFrame::Events(events) => state.rooms.deliver(events),
+            }
+        }
+    }
+    if opened {
+        state.rooms.session_closed(session);
+    }
+}

@@ -1,0 +1,295 @@
+//! The streams that have viewers on this edge ("rooms"), and how events reach them.
+//!
+//! One lock per room orders two things that must not interleave: a push batch being broadcast and the room's
+//! position advanced, and a viewer subscribing and reading its join position. So a viewer receives every event
+//! at or after its join position and can filter out everything before it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chorus_schemas::partition_for;
+use chorus_schemas::wire::{Position, PushedEvent};
+use tokio::sync::{broadcast, watch};
+
+use crate::dedup::RecentIds;
+use crate::frames::{JoinPosition, StreamFrame};
+use crate::membership::Membership;
+use crate::metrics::EdgeMetrics;
+
+/// A session id: one per fanout connection.
+pub type SessionId = u64;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code panics while holding these locks; if one ever did, its data is still consistent enough to serve.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug)]
+pub struct Room {
+    pub stream_id: String,
+    partition: i32,
+    frames: broadcast::Sender<Arc<StreamFrame>>,
+    live: watch::Sender<bool>,
+    state: Mutex<RoomState>,
+}
+
+#[derive(Debug)]
+struct RoomState {
+    viewers: usize,
+    /// Bumped whenever the last viewer leaves, so a linger timer knows whether someone came back since.
+    generation: u64,
+    /// Next offset of the stream's partition after the last event broadcast here.
+    position: Option<i64>,
+    /// Fanout sessions that have not yet confirmed this room's subscription.
+    pending: HashSet<SessionId>,
+    recent: RecentIds,
+}
+
+/// What a viewer holds: frames from its join on, and where it joined.
+#[derive(Debug)]
+pub struct Joined {
+    pub frames: broadcast::Receiver<Arc<StreamFrame>>,
+    pub join: JoinPosition,
+}
+
+impl Room {
+    /// Resolves once every fanout session connected at the room's creation confirmed it routes this stream
+    /// here, or after `timeout`. Returns false on timeout.
+    pub async fn until_live(&self, timeout: Duration) -> bool {
+        let mut live = self.live.subscribe();
+        let outcome = tokio::time::timeout(timeout, live.wait_for(|l| *l)).await;
+        matches!(outcome, Ok(Ok(_)))
+    }
+}
+
+#[derive(Debug)]
+pub struct Rooms {
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    sessions: Mutex<HashSet<SessionId>>,
+    positions: Mutex<HashMap<(String, i32), i64>>,
+    partitions: AtomicI32,
+    events_topic: String,
+    buffer_frames: usize,
+    dedup_window: usize,
+    linger: Duration,
+    membership: Arc<Membership>,
+    metrics: EdgeMetrics,
+}
+
+impl Rooms {
+    pub fn new(
+        events_topic: String,
+        partitions: i32,
+        buffer_frames: usize,
+        dedup_window: usize,
+        linger: Duration,
+        membership: Arc<Membership>,
+        metrics: EdgeMetrics,
+    ) -> Self {
+        Rooms {
+            rooms: Mutex::default(),
+            sessions: Mutex::default(),
+            positions: Mutex::default(),
+            partitions: AtomicI32::new(partitions),
+            events_topic,
+            buffer_frames: buffer_frames.max(1),
+            dedup_window,
+            linger,
+            membership,
+            metrics,
+        }
+    }
+
+    /// A viewer arrives: its room, created (and its subscription announced) if it is the stream's first.
+    pub fn enter(&self, stream_id: &str) -> Arc<Room> {
+        let mut rooms = lock(&self.rooms);
+        if let Some(room) = rooms.get(stream_id) {
+            lock(&room.state).viewers += 1;
+            return room.clone();
+        }
+        let pending = lock(&self.sessions).clone();
+        let (live, _) = watch::channel(pending.is_empty());
+        let room = Arc::new(Room {
+            stream_id: stream_id.to_owned(),
+            partition: partition_for(stream_id, self.partitions.load(Ordering::Relaxed)),
+            frames: broadcast::channel(self.buffer_frames).0,
+            live,
+            state: Mutex::new(RoomState {
+                viewers: 1,
+                generation: 0,
+                position: None,
+                pending,
+                recent: RecentIds::new(self.dedup_window),
+            }),
+        });
+        rooms.insert(stream_id.to_owned(), room.clone());
+        self.metrics.streams.set(rooms.len() as i64);
+        self.membership.subscribe(stream_id);
+        room
+    }
+
+    /// Subscribes a viewer to the room's frames and tells it where it joined.
+    pub fn join(&self, room: &Room) -> Joined {
+        let state = lock(&room.state);
+        let frames = room.frames.subscribe();
+        let known = lock(&self.positions)
+            .get(&(self.events_topic.clone(), room.partition))
+            .copied();
+        let offset = match (state.position, known) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        Joined {
+            frames,
+            join: JoinPosition {
+                topic: self.events_topic.clone(),
+                partition: room.partition,
+                offset,
+            },
+        }
+    }
+
+    /// A viewer left. When it was the last, the subscription is withdrawn after the linger, unless a viewer
+    /// came back meanwhile.
+    pub fn leave(self: &Arc<Self>, room: &Arc<Room>) {
+        let generation = {
+            let mut state = lock(&room.state);
+            state.viewers = state.viewers.saturating_sub(1);
+            if state.viewers > 0 {
+                return;
+            }
+            state.generation += 1;
+            state.generation
+        };
+        let rooms = self.clone();
+        let room = room.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(rooms.linger).await;
+            rooms.close_if_empty(&room, generation);
+        });
+    }
+
+    fn close_if_empty(&self, room: &Arc<Room>, generation: u64) {
+        let mut rooms = lock(&self.rooms);
+        {
+            let state = lock(&room.state);
+            if state.viewers > 0 || state.generation != generation {
+                return;
+            }
+        }
+        if rooms
+            .get(&room.stream_id)
+            .is_some_and(|r| Arc::ptr_eq(r, room))
+        {
+            rooms.remove(&room.stream_id);
+            self.metrics.streams.set(rooms.len() as i64);
+            self.membership.unsubscribe(&room.stream_id);
+        }
+    }
+
+    /// Streams with a room, for the tombstones written at shutdown.
+    pub fn streams(&self) -> Vec<String> {
+        lock(&self.rooms).keys().cloned().collect()
+    }
+
+    pub fn session_opened(&self, session: SessionId, partitions: i32) {
+        lock(&self.sessions).insert(session);
+        if partitions > 0 {
+            self.partitions.store(partitions, Ordering::Relaxed);
+        }
+        self.metrics.push_sessions.inc();
+    }
+
+    /// A fanout session ended: rooms waiting for its confirmation no longer do.
+    pub fn session_closed(&self, session: SessionId) {
+        if lock(&self.sessions).remove(&session) {
+            self.metrics.push_sessions.dec();
+        }
+        for room in lock(&self.rooms).values() {
+            self.confirm_room(room, session);
+        }
+    }
+
+    /// Fanout `session` routes `stream_id` here from `positions` on.
+    pub fn subscribed(&self, session: SessionId, stream_id: &str, positions: Vec<Position>) {
+        self.advance(positions);
+        if let Some(room) = lock(&self.rooms).get(stream_id) {
+            self.confirm_room(room, session);
+        }
+    }
+
+    fn confirm_room(&self, room: &Room, session: SessionId) {
+        let mut state = lock(&room.state);
+        if state.pending.remove(&session) && state.pending.is_empty() {
+            room.live.send_replace(true);
+        }
+    }
+
+    pub fn note_batch(&self) {
+        self.metrics.push_batches.inc();
+    }
+
+    /// Fanout's heartbeat: it has handed on every event before these positions.
+    pub fn advance(&self, positions: Vec<Position>) {
+        let mut known = lock(&self.positions);
+        for p in positions {
+            let slot = known.entry((p.topic, p.partition)).or_insert(p.next_offset);
+            *slot = (*slot).max(p.next_offset);
+        }
+    }
+
+    /// Broadcasts a batch from fanout to the viewers of each stream in it, dropping repeats.
+    pub fn deliver(&self, events: Vec<PushedEvent>) {
+        self.metrics.events_received.inc_by(events.len() as u64);
+        let mut by_stream: HashMap<String, Vec<PushedEvent>> = HashMap::new();
+        let mut last: HashMap<(String, i32), i64> = HashMap::new();
+        for event in events {
+            let slot = last
+                .entry((event.topic.clone(), event.partition))
+                .or_insert(event.offset);
+            *slot = (*slot).max(event.offset);
+            by_stream
+                .entry(event.event.stream_id.clone())
+                .or_default()
+                .push(event);
+        }
+        for (stream_id, events) in by_stream {
+            let room = lock(&self.rooms).get(&stream_id).cloned();
+            match room {
+                Some(room) => self.broadcast(&room, events),
+                None => self.metrics.events_unrouted.inc_by(events.len() as u64),
+            }
+        }
+        self.advance(
+            last.into_iter()
+                .map(|((topic, partition), offset)| Position {
+                    topic,
+                    partition,
+                    next_offset: offset + 1,
+                })
+                .collect(),
+        );
+    }
+
+    fn broadcast(&self, room: &Room, events: Vec<PushedEvent>) {
+        let mut state = lock(&room.state);
+        let before = events.len();
+        let fresh: Vec<PushedEvent> = events
+            .into_iter()
+            .filter(|e| state.recent.first_time(&e.event.event_id))
+            .collect();
+        self.metrics
+            .duplicates_dropped
+            .inc_by((before - fresh.len()) as u64);
+        let Some(last) = fresh.iter().map(|e| e.offset).max() else {
+            return;
+        };
+        if let Some(frame) = StreamFrame::encode(&room.stream_id, fresh) {
+            // No receiver is fine: the room is lingering.
+            let _ = room.frames.send(Arc::new(frame));
+        }
+        state.position = Some(state.position.map_or(last + 1, |p| p.max(last + 1)));
+    }
+}

@@ -1,0 +1,50 @@
+//! Fanout options. Flags win over environment variables, which win over the defaults shown.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct FanoutConfig {
+    /// Address of the admin port (/metrics, /healthz, /readyz).
+    #[arg(
+        long = "admin-listen",
+        env = "CHORUS_FANOUT_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9182"
+    )]
+    pub admin_listen: SocketAddr,
+    /// Consumer group over `events`; the instances of one region share it and split the partitions.
+    #[arg(long, env = "CHORUS_FANOUT_GROUP", default_value = "chorus-fanout")]
+    pub group: String,
+    /// This instance's id (shown to edges and in logs); fresh per process by default.
+    #[arg(long, env = "CHORUS_FANOUT_ID")]
+    pub fanout_id: Option<String>,
+    /// Interval of the position heartbeat sent to every edge, in milliseconds.
+    #[arg(long, env = "CHORUS_FANOUT_HEARTBEAT_MS", default_value_t = 50)]
+    pub heartbeat_ms: u64,
+    /// Events older than this (by event time) when they reach fanout are not pushed, only counted.
+    #[arg(long, env = "CHORUS_FANOUT_STALENESS_MS", default_value_t = 5_000)]
+    pub staleness_ms: u64,
+    /// Frames queued per edge link; when full, further events for that edge are dropped and counted.
+    #[arg(long, env = "CHORUS_FANOUT_LINK_QUEUE", default_value_t = 8_192)]
+    pub link_queue: usize,
+    /// Most frames written to an edge in one batch.
+    #[arg(long, env = "CHORUS_FANOUT_MAX_BATCH_FRAMES", default_value_t = 1_024)]
+    pub max_batch_frames: usize,
+    /// Timeout of one connection attempt to an edge, in milliseconds.
+    #[arg(
+        long,
+        env = "CHORUS_FANOUT_CONNECT_TIMEOUT_MS",
+        default_value_t = 2_000
+    )]
+    pub connect_timeout_ms: u64,
+}
+
+impl FanoutConfig {
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms.max(5))
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms.max(10))
+    }
+}

@@ -1,0 +1,106 @@
+//! What fanout counts. Names follow `chorus_fanout_<what>_<unit>`; no label carries a stream, user or edge id.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+#[derive(Debug, Clone)]
+pub struct FanoutMetrics {
+    pub events_consumed: IntCounter,
+    pub events_stale: IntCounter,
+    pub events_undecodable: IntCounter,
+    pub deliveries_pushed: IntCounter,
+    pub link_queue_full: IntCounter,
+    pub links_connected: IntGauge,
+    pub link_connects: IntCounterVec,
+    pub push_batches: IntCounter,
+    pub push_bytes: IntCounter,
+    pub edges_live: IntGauge,
+    pub subscriptions: IntGauge,
+    pub lease_expiries: IntCounter,
+    pub rebalances: IntCounterVec,
+    pub table_records: IntCounterVec,
+}
+
+impl FanoutMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let counter = |name: &str, help: &str| IntCounter::new(name, help);
+        let m = FanoutMetrics {
+            events_consumed: counter(
+                "chorus_fanout_events_consumed_total",
+                "Events read from Kafka",
+            )?,
+            events_stale: counter(
+                "chorus_fanout_events_stale_total",
+                "Events older than the staleness bound, not pushed",
+            )?,
+            events_undecodable: counter(
+                "chorus_fanout_events_undecodable_total",
+                "Records of `events` that are not a valid StreamEvent, skipped",
+            )?,
+            deliveries_pushed: counter(
+                "chorus_fanout_deliveries_pushed_total",
+                "Events handed to edge links (one per event and edge)",
+            )?,
+            link_queue_full: counter(
+                "chorus_fanout_link_queue_full_total",
+                "Frames dropped because an edge link's queue was full",
+            )?,
+            links_connected: IntGauge::new(
+                "chorus_fanout_links_connected",
+                "Edge links currently connected",
+            )?,
+            link_connects: IntCounterVec::new(
+                Opts::new(
+                    "chorus_fanout_link_connects_total",
+                    "Connection attempts to edges, by outcome",
+                ),
+                &["outcome"],
+            )?,
+            push_batches: counter(
+                "chorus_fanout_push_batches_total",
+                "Batches written to edges",
+            )?,
+            push_bytes: counter(
+                "chorus_fanout_push_bytes_total",
+                "Bytes of batches written to edges",
+            )?,
+            edges_live: IntGauge::new("chorus_fanout_edges_live", "Edges with a live lease")?,
+            subscriptions: IntGauge::new(
+                "chorus_fanout_subscriptions",
+                "Known (stream, edge) subscriptions",
+            )?,
+            lease_expiries: counter(
+                "chorus_fanout_lease_expiries_total",
+                "Edges dropped because their lease expired",
+            )?,
+            rebalances: IntCounterVec::new(
+                Opts::new(
+                    "chorus_fanout_rebalances_total",
+                    "Partition assignments and revocations",
+                ),
+                &["kind"],
+            )?,
+            table_records: IntCounterVec::new(
+                Opts::new(
+                    "chorus_fanout_table_records_total",
+                    "Records read from the compacted topics, by topic and outcome",
+                ),
+                &["table", "outcome"],
+            )?,
+        };
+        registry.register(Box::new(m.events_consumed.clone()))?;
+        registry.register(Box::new(m.events_stale.clone()))?;
+        registry.register(Box::new(m.events_undecodable.clone()))?;
+        registry.register(Box::new(m.deliveries_pushed.clone()))?;
+        registry.register(Box::new(m.link_queue_full.clone()))?;
+        registry.register(Box::new(m.links_connected.clone()))?;
+        registry.register(Box::new(m.link_connects.clone()))?;
+        registry.register(Box::new(m.push_batches.clone()))?;
+        registry.register(Box::new(m.push_bytes.clone()))?;
+        registry.register(Box::new(m.edges_live.clone()))?;
+        registry.register(Box::new(m.subscriptions.clone()))?;
+        registry.register(Box::new(m.lease_expiries.clone()))?;
+        registry.register(Box::new(m.rebalances.clone()))?;
+        registry.register(Box::new(m.table_records.clone()))?;
+        Ok(m)
+    }
+}

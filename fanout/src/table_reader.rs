@@ -1,0 +1,150 @@
+//! Reads the compacted topics `subscriptions` and `edges` from the beginning, every partition, outside any
+//! consumer group: every fanout instance holds the whole table, so a partition taken over after a rebalance
+//! is served at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_schemas::{Codec, EdgeLease, Subscription, Topics};
+use chorus_service::{clock, KafkaArgs, Readiness};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::FanoutMetrics;
+use crate::router::Router;
+use crate::FanoutError;
+
+/// How often expired leases are looked for.
+const EXPIRY_CHECK: Duration = Duration::from_millis(250);
+
+pub fn consumer(
+    kafka: &KafkaArgs,
+    fanout_id: &str,
+) -> Result<(StreamConsumer, usize), FanoutError> {
+    let mut config = kafka.consumer_config(&format!("chorus-fanout-tables-{fanout_id}"));
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "50");
+    let consumer: StreamConsumer = config.create().map_err(FanoutError::Consumer)?;
+    let topics = kafka.topics();
+    let mut assignment = TopicPartitionList::new();
+    for topic in [&topics.subscriptions, &topics.edges] {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(FanoutError::Consumer)?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        if partitions == 0 {
+            return Err(FanoutError::MissingTopic(topic.clone()));
+        }
+        for p in 0..partitions as i32 {
+            assignment
+                .add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(FanoutError::Consumer)?;
+        }
+    }
+    let count = assignment.count();
+    consumer
+        .assign(&assignment)
+        .map_err(FanoutError::Consumer)?;
+    Ok((consumer, count))
+}
+
+/// Applies table records until `shutdown`; marks fanout ready once every partition was read to its end.
+pub async fn run(
+    consumer: StreamConsumer,
+    partitions: usize,
+    topics: Topics,
+    router: Arc<Router>,
+    metrics: FanoutMetrics,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> Result<(), FanoutError> {
+    let subscriptions = Codec::<Subscription>::subscription()?;
+    let leases = Codec::<EdgeLease>::edge_lease()?;
+    let mut eofs = 0usize;
+    let mut expiry = tokio::time::interval(EXPIRY_CHECK);
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            _ = expiry.tick() => {
+                router.expire(clock::now_ms());
+                continue;
+            }
+            message = consumer.recv() => message,
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(KafkaError::PartitionEOF(_)) => {
+                // The error names no topic, so end-of-partition events are counted: once there are as many
+                // as assigned partitions, the first pass over the tables is (all but) complete.
+                eofs += 1;
+                if eofs == partitions {
+                    readiness.satisfy("tables");
+                    tracing::info!("subscription and edge tables loaded");
+                }
+                continue;
+            }
+            Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                return Err(FanoutError::MissingTopic("subscriptions/edges".into()));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "table read error");
+                continue;
+            }
+        };
+        let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+            metrics
+                .table_records
+                .with_label_values(&["any", "no_key"])
+                .inc();
+            continue;
+        };
+        if message.topic() == topics.subscriptions {
+            match message
+                .payload()
+                .map(|p| subscriptions.decode(p))
+                .transpose()
+            {
+                Ok(value) => {
+                    metrics
+                        .table_records
+                        .with_label_values(&["subscriptions", "ok"])
+                        .inc();
+                    router.on_subscription(key, value);
+                }
+                Err(error) => {
+                    metrics
+                        .table_records
+                        .with_label_values(&["subscriptions", "undecodable"])
+                        .inc();
+                    tracing::warn!(%error, "skipping an undecodable subscription");
+                }
+            }
+        } else if message.topic() == topics.edges {
+            match message.payload().map(|p| leases.decode(p)).transpose() {
+                Ok(value) => {
+                    metrics
+                        .table_records
+                        .with_label_values(&["edges", "ok"])
+                        .inc();
+                    router.on_lease(key, value, clock::now_ms());
+                }
+                Err(error) => {
+                    metrics
+                        .table_records
+                        .with_label_values(&["edges", "undecodable"])
+                        .inc();
+                    tracing::warn!(%error, "skipping an undecodable lease");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Avro single-object encoding (the Avro specification's `C3 01` marker, the schema's 8-byte Rabin
+//! fingerprint, then the binary datum) of the records in [`crate::records`].
+//!
+//! A reader needs nothing but the `.avsc` files: the fingerprint names the schema a payload was written with.
+
+use std::marker::PhantomData;
+
+use apache_avro::headers::{HeaderBuilder, RabinFingerprintHeader};
+use apache_avro::{from_avro_datum, from_value, to_avro_datum, to_value, Schema};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::records::{EdgeLease, StreamEvent, Subscription};
+
+/// The schema files, compiled in. They are the contract with analytics readers.
+pub const STREAM_EVENT_AVSC: &str = include_str!("../avro/StreamEvent.avsc");
+pub const SUBSCRIPTION_AVSC: &str = include_str!("../avro/Subscription.avsc");
+pub const EDGE_LEASE_AVSC: &str = include_str!("../avro/EdgeLease.avsc");
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("payload of {len} bytes does not start with this schema's single-object header")]
+    ForeignPayload { len: usize },
+    #[error("payload does not match the {schema} schema: {source}")]
+    Malformed {
+        schema: &'static str,
+        #[source]
+        source: Box<apache_avro::Error>,
+    },
+    #[error("{trailing} unexpected bytes after a complete {schema} record")]
+    TrailingBytes {
+        schema: &'static str,
+        trailing: usize,
+    },
+    #[error("record cannot be written as {schema}: {source}")]
+    Unencodable {
+        schema: &'static str,
+        #[source]
+        source: Box<apache_avro::Error>,
+    },
+    #[error("schema {schema} does not parse: {source}")]
+    Schema {
+        schema: &'static str,
+        #[source]
+        source: Box<apache_avro::Error>,
+    },
+}
+
+/// Encoder and decoder for one record type. Cheap to share (`&self` everywhere); build it once.
+#[derive(Debug)]
+pub struct Codec<T> {
+    name: &'static str,
+    schema: Schema,
+    header: Vec<u8>,
+    _record: PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> Codec<T> {
+    fn from_avsc(name: &'static str, avsc: &str) -> Result<Self, CodecError> {
+        let schema = Schema::parse_str(avsc).map_err(|e| CodecError::Schema {
+            schema: name,
+            source: Box::new(e),
+        })?;
+        let header = RabinFingerprintHeader::from_schema(&schema).build_header();
+        Ok(Codec {
+            name,
+            schema,
+            header,
+            _record: PhantomData,
+        })
+    }
+
+    /// The parsed schema this codec writes and expects.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    pub fn encode(&self, record: &T) -> Result<Vec<u8>, CodecError> {
+        let unencodable = |e| CodecError::Unencodable {
+            schema: self.name,
+            source: Box::new(e),
+        };
+        let value = to_value(record)
+            .and_then(|v| v.resolve(&self.schema))
+            .map_err(unencodable)?;
+        let datum = to_avro_datum(&self.schema, value).map_err(unencodable)?;
+        let mut out = Vec::with_capacity(self.header.len() + datum.len());
+        out.extend_from_slice(&self.header);
+        out.extend_from_slice(&datum);
+        Ok(out)
+    }
+
+    /// Decodes a payload; anything that is not a complete record of this schema is an error, never a panic.
+    pub fn decode(&self, payload: &[u8]) -> Result<T, CodecError> {
+        let body = payload
+            .strip_prefix(self.header.as_slice())
+            .ok_or(CodecError::ForeignPayload { len: payload.len() })?;
+        let malformed = |e| CodecError::Malformed {
+            schema: self.name,
+            source: Box::new(e),
+        };
+        let mut reader = body;
+        let value = from_avro_datum(&self.schema, &mut reader, None).map_err(malformed)?;
+        if !reader.is_empty() {
+            return Err(CodecError::TrailingBytes {
+                schema: self.name,
+                trailing: reader.len(),
+            });
+        }
+        from_value(&value).map_err(malformed)
+    }
+}
+
+impl Codec<StreamEvent> {
+    pub fn stream_event() -> Result<Self, CodecError> {
+        Self::from_avsc("StreamEvent", STREAM_EVENT_AVSC)
+    }
+}
+
+impl Codec<Subscription> {
+    pub fn subscription() -> Result<Self, CodecError> {
+        Self::from_avsc("Subscription", SUBSCRIPTION_AVSC)
+    }
+}
+
+impl Codec<EdgeLease> {
+    pub fn edge_lease() -> Result<Self, CodecError> {
+        Self::from_avsc("EdgeLease", EDGE_LEASE_AVSC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::EventKind;
+
+    fn comment() -> StreamEvent {
+        StreamEvent {
+            event_id: "0190b6a4-7f3e-7cc1-9a7e-2f4c1b8d9e10".into(),
+            stream_id: "final-2026".into(),
+            user_id: "u-42".into(),
+            kind: EventKind::Comment,
+            text: Some("What a catch! 🏏".into()),
+            created_ms: 1_790_000_000_123,
+            origin: "eu".into(),
+        }
+    }
+
+    #[test]
+    fn stream_events_round_trip() -> Result<(), CodecError> {
+        let codec = Codec::stream_event()?;
+        let like = StreamEvent {
+            kind: EventKind::Like,
+            text: None,
+            ..comment()
+        };
+        for event in [comment(), like] {
+            let bytes = codec.encode(&event)?;
+            assert_eq!(&bytes[..2], &[0xC3, 0x01], "single-object marker");
+            assert_eq!(codec.decode(&bytes)?, event);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn subscriptions_and_leases_round_trip() -> Result<(), CodecError> {
+        let sub = Subscription {
+            stream_id: "s1".into(),
+            edge_id: "edge-a".into(),
+            since_ms: 5,
+        };
+        let codec = Codec::subscription()?;
+        assert_eq!(codec.decode(&codec.encode(&sub)?)?, sub);
+
+        let lease = EdgeLease {
+            edge_id: "edge-a".into(),
+            region: "eu".into(),
+            push_url: "ws://127.0.0.1:9000/internal/v1/push".into(),
+            started_ms: 1,
+            expires_ms: 2,
+        };
+        let codec = Codec::edge_lease()?;
+        assert_eq!(codec.decode(&codec.encode(&lease)?)?, lease);
+        Ok(())
+    }
+
+    #[test]
+    fn truncated_payloads_are_errors() -> Result<(), CodecError> {
+        let codec = Codec::stream_event()?;
+        let bytes = codec.encode(&comment())?;
+        for cut in 0..bytes.len() {
+            assert!(
+                codec.decode(&bytes[..cut]).is_err(),
+                "a payload cut at {cut} of {} bytes decoded",
+                bytes.len()
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn foreign_payloads_are_errors() -> Result<(), CodecError> {
+        let events = Codec::stream_event()?;
+        let leases = Codec::edge_lease()?;
+        let lease = EdgeLease {
+            edge_id: "e".into(),
+            region: "r".into(),
+            push_url: "u".into(),
+            started_ms: 0,
+            expires_ms: 0,
+        };
+        let lease_bytes = leases.encode(&lease)?;
+        assert!(matches!(
+            events.decode(&lease_bytes),
+            Err(CodecError::ForeignPayload { .. })
+        ));
+        assert!(events.decode(br#"{"event_id":"x"}"#).is_err());
+        // The right header followed by garbage must not decode either.
+        let mut forged = events.encode(&comment())?[..10].to_vec();
+        forged.extend_from_slice(&[0xff; 32]);
+        assert!(events.decode(&forged).is_err());
+        let mut padded = events.encode(&comment())?;
+        padded.push(0);
+        assert!(matches!(
+            events.decode(&padded),
+            Err(CodecError::TrailingBytes { trailing: 1, .. })
+        ));
+        Ok(())
+    }
+}

@@ -1,0 +1,18 @@
+//! The floor every Chorus role stands on: the records of the Kafka topics and the frames fanout pushes to edges.
+//!
+//! - [`avro`]: the Avro schemas (`avro/*.avsc`, the source of truth for analytics readers too) and the
+//!   single-object codec that reads and writes them.
+//! - [`records`]: the Rust types of those records: [`StreamEvent`], [`Subscription`], [`EdgeLease`].
+//! - [`topics`]: topic names and the partitioner every producer and reader agrees on.
+//! - [`wire`]: the binary frames on the internal fanout-to-edge link.
+//!
+//! This crate does no I/O and depends on neither tokio nor rdkafka.
+
+pub mod avro;
+pub mod records;
+pub mod topics;
+pub mod wire;
+
+pub use avro::{Codec, CodecError};
+pub use records::{EdgeLease, EventKind, StreamEvent, Subscription};
+pub use topics::{is_valid_stream_id, partition_for, Topics};

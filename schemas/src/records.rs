@@ -1,0 +1,49 @@
+//! The records carried by Chorus's Kafka topics. Their Avro schemas live in `avro/*.avsc`.
+
+use serde::{Deserialize, Serialize};
+
+/// What a [`StreamEvent`] is. New kinds may be added; readers map kinds they do not know to `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventKind {
+    Comment,
+    Like,
+    Other,
+}
+
+/// One comment or like posted to a live stream: the value of topic `events`, keyed by `stream_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamEvent {
+    pub event_id: String,
+    pub stream_id: String,
+    pub user_id: String,
+    pub kind: EventKind,
+    pub text: Option<String>,
+    pub created_ms: i64,
+    pub origin: String,
+}
+
+/// An edge has viewers of a stream: the value of compacted topic `subscriptions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub stream_id: String,
+    pub edge_id: String,
+    pub since_ms: i64,
+}
+
+impl Subscription {
+    /// The record key: one per (stream, edge) pair, so compaction keeps the latest state of each.
+    pub fn key(stream_id: &str, edge_id: &str) -> String {
+        format!("{stream_id}/{edge_id}")
+    }
+}
+
+/// An edge is alive and reachable at `push_url`: the value of compacted topic `edges`, keyed by `edge_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeLease {
+    pub edge_id: String,
+    pub region: String,
+    pub push_url: String,
+    pub started_ms: i64,
+    pub expires_ms: i64,
+}

@@ -1,0 +1,81 @@
+//! Topic names and partitioning, the things every producer and reader of Chorus's topics must agree on.
+
+/// The names of Chorus's topics, with an optional prefix so several deployments (or tests) share a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// Comments and likes accepted by this region's ingest (delete policy).
+    pub events: String,
+    /// Which edge has viewers of which stream (compacted).
+    pub subscriptions: String,
+    /// Which edges are alive and where to reach them (compacted).
+    pub edges: String,
+}
+
+impl Topics {
+    pub fn with_prefix(prefix: &str) -> Self {
+        Topics {
+            events: format!("{prefix}events"),
+            subscriptions: format!("{prefix}subscriptions"),
+            edges: format!("{prefix}edges"),
+        }
+    }
+}
+
+/// The partition of `events` that carries a stream: Kafka's default partitioner for keyed records
+/// (murmur2 of the key, sign bit cleared, modulo the partition count), which producers are configured to use
+/// (`partitioner=murmur2_random` in librdkafka), so an edge can tell a stream's partition without asking.
+pub fn partition_for(stream_id: &str, partitions: i32) -> i32 {
+    let hash = murmur2::murmur2(stream_id.as_bytes(), murmur2::KAFKA_SEED) & 0x7fff_ffff;
+    (hash % partitions.max(1) as u32) as i32
+}
+
+/// Longest stream id, in bytes.
+pub const MAX_STREAM_ID_LEN: usize = 128;
+
+/// A stream id is 1 to 128 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit. It is a Kafka key and part
+/// of URLs and of subscription keys, so nothing else is allowed (in particular no `/`).
+pub fn is_valid_stream_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    first_ok
+        && id.len() <= MAX_STREAM_ID_LEN
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitioning_matches_kafkas_default_partitioner() {
+        // Hashes from Apache Kafka's own tests of `Utils.murmur2`.
+        for (key, hash) in [("21", -973932308i32), ("foobar", -790332482)] {
+            assert_eq!(
+                murmur2::murmur2(key.as_bytes(), murmur2::KAFKA_SEED) as i32,
+                hash
+            );
+            assert_eq!(partition_for(key, 12), (hash & 0x7fff_ffff) % 12);
+        }
+        for n in 1..40 {
+            assert!((0..n).contains(&partition_for("any-stream", n)));
+        }
+    }
+
+    #[test]
+    fn stream_ids() {
+        for ok in ["a", "final-2026", "IPL.final_2", &"x".repeat(128)] {
+            assert!(is_valid_stream_id(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a/b", "a b", "ü", &"x".repeat(129), "a\u{0}"] {
+            assert!(!is_valid_stream_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn prefixes_apply_to_every_topic() {
+        let t = Topics::with_prefix("t1.");
+        assert_eq!(t.events, "t1.events");
+        assert_eq!(t.subscriptions, "t1.subscriptions");
+        assert_eq!(t.edges, "t1.edges");
+    }
+}

@@ -1,0 +1,106 @@
+//! Frames on the internal link from fanout to edge: one WebSocket binary message carries a [`PushBatch`],
+//! encoded with postcard. The link is ordered, so a frame's effects apply in the order fanout sent them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::records::StreamEvent;
+
+/// Where fanout stands in one topic-partition: it has handed on every event before `next_offset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+}
+
+/// One event pushed to an edge, with where it sits in Kafka.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushedEvent {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// For likes: the stream's running like total including this one, as counted by fanout.
+    pub likes_total: u64,
+    pub event: StreamEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PushFrame {
+    /// First frame of a link: which fanout instance pushes, and the partition count of `events`.
+    Hello { fanout_id: String, partitions: i32 },
+    /// Events of streams the edge subscribed to, in offset order per partition.
+    Events(Vec<PushedEvent>),
+    /// Fanout now routes `stream_id` to this edge: every event at or after `positions` will be pushed.
+    Subscribed {
+        stream_id: String,
+        positions: Vec<Position>,
+    },
+    /// Heartbeat of the partitions this fanout instance owns.
+    Positions(Vec<Position>),
+}
+
+/// What one binary message on the link carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushBatch {
+    pub frames: Vec<PushFrame>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("malformed push batch: {0}")]
+pub struct WireError(#[from] postcard::Error);
+
+impl PushBatch {
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        Ok(postcard::to_stdvec(self)?)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::EventKind;
+
+    #[test]
+    fn batches_round_trip_and_garbage_is_an_error() -> Result<(), WireError> {
+        let batch = PushBatch {
+            frames: vec![
+                PushFrame::Hello {
+                    fanout_id: "f1".into(),
+                    partitions: 12,
+                },
+                PushFrame::Subscribed {
+                    stream_id: "s".into(),
+                    positions: vec![Position {
+                        topic: "events".into(),
+                        partition: 3,
+                        next_offset: 7,
+                    }],
+                },
+                PushFrame::Events(vec![PushedEvent {
+                    topic: "events".into(),
+                    partition: 3,
+                    offset: 7,
+                    likes_total: 0,
+                    event: StreamEvent {
+                        event_id: "e".into(),
+                        stream_id: "s".into(),
+                        user_id: "u".into(),
+                        kind: EventKind::Comment,
+                        text: Some("hi".into()),
+                        created_ms: 1,
+                        origin: "local".into(),
+                    },
+                }]),
+            ],
+        };
+        let bytes = batch.encode()?;
+        assert_eq!(PushBatch::decode(&bytes)?, batch);
+        assert!(PushBatch::decode(&bytes[..bytes.len() / 2]).is_err());
+        assert!(PushBatch::decode(&[0xff, 0xff, 0xff]).is_err());
+        Ok(())
+    }
+}

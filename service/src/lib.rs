@@ -1,0 +1,30 @@
+//! What every Chorus role shares, so that ingest, fanout and edge never import each other:
+//!
+//! - [`kafka`]: typed Kafka settings turned into librdkafka configuration in one place, topic creation,
+//!   and the sorting of Kafka errors into retriable and fatal.
+//! - [`admin`]: the admin port every role serves (`/metrics`, `/healthz`, `/readyz`).
+//! - [`shutdown`]: the one shutdown path (a signal future feeding a cancellation token).
+//! - [`telemetry`]: tracing set-up (env filter, optional JSON lines).
+//! - [`clock`]: wall-clock milliseconds, the unit of every timestamp in Chorus's records.
+
+pub mod admin;
+pub mod clock;
+pub mod kafka;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use admin::{serve_admin, Readiness};
+pub use kafka::{KafkaArgs, KafkaSetupError};
+pub use shutdown::shutdown_signal;
+
+/// Parses a role's configuration from command-line style arguments (defaults for everything not given).
+/// The binary flattens the same `Args` structs into its subcommands; tests and `chorus dev` build them here.
+pub fn parse_args<T: clap::Args>(args: &[&str]) -> Result<T, clap::Error> {
+    #[derive(clap::Parser)]
+    struct Wrapper<A: clap::Args> {
+        #[command(flatten)]
+        inner: A,
+    }
+    let argv = std::iter::once("chorus").chain(args.iter().copied());
+    <Wrapper<T> as clap::Parser>::try_parse_from(argv).map(|w| w.inner)
+}

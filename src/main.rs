@@ -1,0 +1,84 @@
+//! `chorus`: one binary, one subcommand per role. It only parses options and wires; the work is in the crates.
+
+mod dev;
+
+use chorus::{stack, watch};
+use chorus_edge::EdgeConfig;
+use chorus_fanout::FanoutConfig;
+use chorus_ingest::IngestConfig;
+use chorus_service::shutdown::token_on_signal;
+use chorus_service::{telemetry, KafkaArgs};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chorus",
+    version,
+    about = "Live comments and likes for live video streams"
+)]
+struct Cli {
+    /// Log filter (`RUST_LOG` syntax) when RUST_LOG is not set.
+    #[arg(long, global = true, env = "CHORUS_LOG", default_value = "info")]
+    log: String,
+    /// Log JSON lines instead of text.
+    #[arg(long, global = true, env = "CHORUS_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The HTTP API that accepts comments and likes and writes them to Kafka.
+    Ingest {
+        #[command(flatten)]
+        config: IngestConfig,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
+    /// Consumes `events` and pushes each event to the edges with viewers of its stream.
+    Fanout {
+        #[command(flatten)]
+        config: FanoutConfig,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
+    /// Holds viewer connections and writes the events fanout pushes to them.
+    Edge {
+        #[command(flatten)]
+        config: EdgeConfig,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
+    /// Everything on one machine: a local broker (unless --kafka is given), ingest, fanout and edge.
+    Dev(dev::DevArgs),
+    /// Connects to a viewer URL and prints every frame.
+    Watch {
+        /// e.g. ws://127.0.0.1:8081/v1/streams/demo/ws
+        url: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(&cli.log, cli.log_json);
+    let shutdown = token_on_signal();
+    match cli.command {
+        Command::Ingest { config, kafka } => {
+            let role = stack::spawn_ingest(config, kafka, shutdown).await?;
+            role.task.await??;
+        }
+        Command::Fanout { config, kafka } => {
+            let role = stack::spawn_fanout(config, kafka, shutdown).await?;
+            role.task.await??;
+        }
+        Command::Edge { config, kafka } => {
+            let role = stack::spawn_edge(config, kafka, shutdown).await?;
+            role.task.await??;
+        }
+        Command::Dev(args) => dev::run(args, shutdown).await?,
+        Command::Watch { url } => watch::run(&url, shutdown).await?,
+    }
+    Ok(())
+}

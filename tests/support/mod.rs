@@ -1,0 +1,309 @@
+//! Shared by the integration tests: a real broker per test (or `CHORUS_TEST_KAFKA`), unique topic names, the
+//! roles running in-process on port 0, and a viewer client. Every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chorus::broker::LocalBroker;
+use chorus::stack::{self, Role};
+use chorus_service::{parse_args, KafkaArgs};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A Kafka cluster for one test: its own Tansu process, or a shared cluster with a unique topic prefix.
+pub struct TestKafka {
+    _broker: Option<LocalBroker>,
+    pub args: KafkaArgs,
+}
+
+impl TestKafka {
+    pub async fn start() -> TestKafka {
+        chorus_service::telemetry::init("warn", false);
+        let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
+        let (broker, bootstrap) = match std::env::var("CHORUS_TEST_KAFKA") {
+            Ok(bootstrap) => (None, bootstrap),
+            Err(_) => {
+                let broker = LocalBroker::start(None, "chorus-test")
+                    .await
+                    .expect("start a local broker (scripts/broker)");
+                let bootstrap = broker.bootstrap();
+                (Some(broker), bootstrap)
+            }
+        };
+        let args: KafkaArgs = parse_args(&[
+            "--kafka",
+            &bootstrap,
+            "--topic-prefix",
+            &prefix,
+            "--partitions",
+            "4",
+        ])
+        .expect("kafka args");
+        args.ensure_topics(Duration::from_secs(10))
+            .await
+            .expect("create topics");
+        TestKafka {
+            _broker: broker,
+            args,
+        }
+    }
+}
+
+/// The whole path in this process: one ingest, `fanouts` fanout instances, `edges` edges.
+pub struct Cluster {
+    pub kafka: TestKafka,
+    pub shutdown: CancellationToken,
+    pub ingest: Role,
+    pub fanouts: Vec<Role>,
+    pub edges: Vec<Role>,
+    pub http: reqwest::Client,
+}
+
+const LOCAL: &str = "127.0.0.1:0";
+
+impl Cluster {
+    pub async fn start(edges: usize, fanouts: usize) -> Cluster {
+        Self::start_with(edges, fanouts, &[]).await
+    }
+
+    /// Starts the roles (extra edge flags in `edge_args`) and waits until fanout is ready and connected to
+    /// every edge.
+    pub async fn start_with(edges: usize, fanouts: usize, edge_args: &[&str]) -> Cluster {
+        let kafka = TestKafka::start().await;
+        let shutdown = CancellationToken::new();
+        let ingest = stack::spawn_ingest(
+            parse_args(&["--listen", LOCAL, "--admin-listen", LOCAL]).expect("ingest args"),
+            kafka.args.clone(),
+            shutdown.child_token(),
+        )
+        .await
+        .expect("start ingest");
+        let mut cluster = Cluster {
+            kafka,
+            shutdown,
+            ingest,
+            fanouts: Vec::new(),
+            edges: Vec::new(),
+            http: reqwest::Client::new(),
+        };
+        for _ in 0..edges {
+            cluster.add_edge(edge_args).await;
+        }
+        for _ in 0..fanouts {
+            cluster.add_fanout().await;
+        }
+        stack::wait_ready(cluster.ingest.admin, WAIT)
+            .await
+            .expect("ingest ready");
+        for fanout in &cluster.fanouts {
+            stack::wait_ready(fanout.admin, WAIT)
+                .await
+                .expect("fanout ready");
+        }
+        for edge in &cluster.edges {
+            wait_metric(edge.admin, "chorus_edge_push_sessions", |v| {
+                v >= fanouts as f64
+            })
+            .await;
+        }
+        cluster
+    }
+
+    pub async fn add_edge(&mut self, extra: &[&str]) -> usize {
+        let mut args = vec![
+            "--listen",
+            LOCAL,
+            "--internal-listen",
+            LOCAL,
+            "--admin-listen",
+            LOCAL,
+            "--subscription-linger-ms",
+            "100",
+            "--lease-ttl-ms",
+            "3000",
+        ];
+        args.extend_from_slice(extra);
+        let edge = stack::spawn_edge(
+            parse_args(&args).expect("edge args"),
+            self.kafka.args.clone(),
+            self.shutdown.child_token(),
+        )
+        .await
+        .expect("start edge");
+        self.edges.push(edge);
+        self.edges.len() - 1
+    }
+
+    pub async fn add_fanout(&mut self) -> usize {
+        let group = format!("fanout-{}", self.kafka.args.topic_prefix);
+        let fanout = stack::spawn_fanout(
+            parse_args(&["--admin-listen", LOCAL, "--group", &group]).expect("fanout args"),
+            self.kafka.args.clone(),
+            self.shutdown.child_token(),
+        )
+        .await
+        .expect("start fanout");
+        self.fanouts.push(fanout);
+        self.fanouts.len() - 1
+    }
+
+    pub fn viewer_url(&self, edge: usize, stream: &str) -> String {
+        format!("ws://{}/v1/streams/{stream}/ws", self.edges[edge].addr)
+    }
+
+    /// Connects a viewer and waits for its `hello`.
+    pub async fn viewer(&self, edge: usize, stream: &str) -> Viewer {
+        Viewer::connect(&self.viewer_url(edge, stream)).await
+    }
+
+    pub fn ingest_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.ingest.addr)
+    }
+
+    /// Posts a comment as `user` and returns the 202 body.
+    pub async fn comment(&self, stream: &str, user: &str, text: &str) -> Value {
+        let response = self
+            .http
+            .post(self.ingest_url(&format!("/v1/streams/{stream}/comments")))
+            .header("x-user-id", user)
+            .json(&serde_json::json!({ "text": text }))
+            .send()
+            .await
+            .expect("post comment");
+        assert_eq!(response.status(), 202, "comment accepted");
+        response.json().await.expect("202 body")
+    }
+
+    pub async fn like(&self, stream: &str, user: &str) -> Value {
+        let response = self
+            .http
+            .post(self.ingest_url(&format!("/v1/streams/{stream}/likes")))
+            .header("x-user-id", user)
+            .send()
+            .await
+            .expect("post like");
+        assert_eq!(response.status(), 202, "like accepted");
+        response.json().await.expect("202 body")
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for role in self
+            .edges
+            .into_iter()
+            .chain(self.fanouts)
+            .chain([self.ingest])
+        {
+            let _ = tokio::time::timeout(WAIT, role.task).await;
+        }
+    }
+}
+
+/// A viewer over WebSocket.
+pub struct Viewer {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub hello: Value,
+}
+
+impl Viewer {
+    pub async fn connect(url: &str) -> Viewer {
+        let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect in time")
+            .expect("websocket handshake");
+        let mut viewer = Viewer {
+            socket,
+            hello: Value::Null,
+        };
+        let hello = viewer.next_frame().await;
+        assert_eq!(hello["type"], "hello", "first frame is hello: {hello}");
+        viewer.hello = hello;
+        viewer
+    }
+
+    /// The next frame, within [`WAIT`].
+    pub async fn next_frame(&mut self) -> Value {
+        self.try_next_frame(WAIT).await.expect("a frame in time")
+    }
+
+    /// The next frame within `wait`, or `None`.
+    pub async fn try_next_frame(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()??;
+            match message.expect("websocket read") {
+                Message::Text(text) => {
+                    return Some(serde_json::from_str(&text).expect("JSON frame"))
+                }
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Events of the next `events` frames until one with `event_id` arrives; panics after [`WAIT`].
+    pub async fn events_until(&mut self, event_id: &str) -> Vec<Value> {
+        let mut seen = Vec::new();
+        loop {
+            let frame = self.next_frame().await;
+            if frame["type"] != "events" {
+                continue;
+            }
+            for event in frame["events"].as_array().expect("events array") {
+                seen.push(event.clone());
+            }
+            if seen.iter().any(|e| e["event_id"] == event_id) {
+                return seen;
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.send(Message::Close(None)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(_)) = self.socket.next().await {}
+        })
+        .await;
+    }
+}
+
+/// Reads a metric (summed over its label sets) from an admin port.
+pub async fn metric(admin: SocketAddr, name: &str) -> f64 {
+    let body = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics body");
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits until a metric satisfies `ok` (polled every 20 ms, at most [`WAIT`]).
+pub async fn wait_metric(admin: SocketAddr, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let started = Instant::now();
+    loop {
+        let value = metric(admin, name).await;
+        if ok(value) {
+            return value;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "{name} on {admin} stayed at {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
