@@ -66,7 +66,15 @@ impl Ingest {
 const JSON: Option<&str> = Some("application/json");
 
 /// A bad request: (name, path, user, content type, body, expected status, expected problem type).
-type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, Vec<u8>, u16, &'a str);
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Vec<u8>,
+    u16,
+    &'a str,
+);
 const COMMENTS: &str = "/v1/streams/final/comments";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,43 +85,193 @@ async fn bad_inputs_get_problem_documents_and_good_ones_are_stored() {
     let huge = format!(r#"{{"text":"{}"}}"#, "x".repeat(5000));
     let invalid_utf8: Vec<u8> = [&br#"{"text":"caf"#[..], &[0xff, 0xfe], &br#""}"#[..]].concat();
     let cases: Vec<Case> = vec![
-        ("bad stream id", "/v1/streams/no%20spaces/comments", Some("u"), JSON, br#"{"text":"hi"}"#.to_vec(), 400, "bad-stream-id"),
-        ("stream id with a symbol first", "/v1/streams/-x/comments", Some("u"), JSON, br#"{"text":"hi"}"#.to_vec(), 400, "bad-stream-id"),
-        ("no user", COMMENTS, None, JSON, br#"{"text":"hi"}"#.to_vec(), 401, "unauthenticated"),
-        ("not JSON content type", COMMENTS, Some("u"), Some("text/plain"), b"hi".to_vec(), 415, "unsupported-media-type"),
-        ("no content type", COMMENTS, Some("u"), None, br#"{"text":"hi"}"#.to_vec(), 415, "unsupported-media-type"),
-        ("body too large", COMMENTS, Some("u"), JSON, huge.into_bytes(), 413, "body-too-large"),
-        ("malformed JSON", COMMENTS, Some("u"), JSON, br#"{"text":"#.to_vec(), 400, "malformed-json"),
-        ("invalid UTF-8", COMMENTS, Some("u"), JSON, invalid_utf8, 400, "malformed-json"),
-        ("missing text", COMMENTS, Some("u"), JSON, b"{}".to_vec(), 422, "invalid-field"),
-        ("text of the wrong type", COMMENTS, Some("u"), JSON, br#"{"text":5}"#.to_vec(), 422, "invalid-field"),
-        ("empty text", COMMENTS, Some("u"), JSON, br#"{"text":""}"#.to_vec(), 422, "invalid-field"),
-        ("blank text", COMMENTS, Some("u"), JSON, br#"{"text":"   "}"#.to_vec(), 422, "invalid-field"),
-        ("501 characters", COMMENTS, Some("u"), JSON, long.into_bytes(), 422, "invalid-field"),
-        ("control character", COMMENTS, Some("u"), JSON, br#"{"text":"bell\u0007"}"#.to_vec(), 422, "invalid-field"),
-        ("like with a malformed body", "/v1/streams/final/likes", Some("u"), JSON, br#"{"a":"#.to_vec(), 400, "malformed-json"),
-        ("like with a body that is not an object", "/v1/streams/final/likes", Some("u"), JSON, b"[1]".to_vec(), 422, "invalid-field"),
+        (
+            "bad stream id",
+            "/v1/streams/no%20spaces/comments",
+            Some("u"),
+            JSON,
+            br#"{"text":"hi"}"#.to_vec(),
+            400,
+            "bad-stream-id",
+        ),
+        (
+            "stream id with a symbol first",
+            "/v1/streams/-x/comments",
+            Some("u"),
+            JSON,
+            br#"{"text":"hi"}"#.to_vec(),
+            400,
+            "bad-stream-id",
+        ),
+        (
+            "no user",
+            COMMENTS,
+            None,
+            JSON,
+            br#"{"text":"hi"}"#.to_vec(),
+            401,
+            "unauthenticated",
+        ),
+        (
+            "not JSON content type",
+            COMMENTS,
+            Some("u"),
+            Some("text/plain"),
+            b"hi".to_vec(),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            "no content type",
+            COMMENTS,
+            Some("u"),
+            None,
+            br#"{"text":"hi"}"#.to_vec(),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            "body too large",
+            COMMENTS,
+            Some("u"),
+            JSON,
+            huge.into_bytes(),
+            413,
+            "body-too-large",
+        ),
+        (
+            "malformed JSON",
+            COMMENTS,
+            Some("u"),
+            JSON,
+            br#"{"text":"#.to_vec(),
+            400,
+            "malformed-json",
+        ),
+        (
+            "invalid UTF-8",
+            COMMENTS,
+            Some("u"),
+            JSON,
+            invalid_utf8,
+            400,
+            "malformed-json",
+        ),
+        (
+            "missing text",
+            COMMENTS,
+            Some("u"),
+            JSON,
+            b"{}".to_vec(),
+            422,
+            "invalid-field",
+        ),
+        (
+            "text of the wrong type",
+            COMMENTS,
+            Some("u"),
+            JSON,
+            br#"{"text":5}"#.to_vec(),
+            422,
+            "invalid-field",
+        ),
+        (
+            "empty text",
+            COMMENTS,
+            Some("u"),
+            JSON,
+            br#"{"text":""}"#.to_vec(),
+            422,
+            "invalid-field",
+        ),
+        (
+            "blank text",
+            COMMENTS,
+            Some("u"),
+            JSON,
+            br#"{"text":"   "}"#.to_vec(),
+            422,
+            "invalid-field",
+        ),
+        (
+            "501 characters",
+            COMMENTS,
+            Some("u"),
+            JSON,
+            long.into_bytes(),
+            422,
+            "invalid-field",
+        ),
+        (
+            "control character",
+            COMMENTS,
+            Some("u"),
+            JSON,
+            br#"{"text":"bell\u0007"}"#.to_vec(),
+            422,
+            "invalid-field",
+        ),
+        (
+            "like with a malformed body",
+            "/v1/streams/final/likes",
+            Some("u"),
+            JSON,
+            br#"{"a":"#.to_vec(),
+            400,
+            "malformed-json",
+        ),
+        (
+            "like with a body that is not an object",
+            "/v1/streams/final/likes",
+            Some("u"),
+            JSON,
+            b"[1]".to_vec(),
+            422,
+            "invalid-field",
+        ),
     ];
     for (name, path, user, content_type, body, status, kind) in cases {
         let (got, got_type, problem, _) = ingest.post(path, user, content_type, body).await;
         assert_eq!(got, status, "{name}: {problem}");
-        assert_eq!(got_type.as_deref(), Some("application/problem+json"), "{name}");
+        assert_eq!(
+            got_type.as_deref(),
+            Some("application/problem+json"),
+            "{name}"
+        );
         assert_eq!(problem["status"], status, "{name}: {problem}");
-        assert_eq!(problem["type"], format!("urn:chorus:problem:{kind}"), "{name}");
-        assert!(!problem["detail"].as_str().unwrap_or("").is_empty(), "{name}: a detail says what is wrong");
+        assert_eq!(
+            problem["type"],
+            format!("urn:chorus:problem:{kind}"),
+            "{name}"
+        );
+        assert!(
+            !problem["detail"].as_str().unwrap_or("").is_empty(),
+            "{name}: a detail says what is wrong"
+        );
     }
 
     // Nothing of the above was written; the good requests that follow are, with every field.
     let text = "é".repeat(500);
     let (status, _, comment, _) = ingest
-        .post(COMMENTS, Some("alice"), JSON, format!(r#"{{"text":"{text}"}}"#))
+        .post(
+            COMMENTS,
+            Some("alice"),
+            JSON,
+            format!(r#"{{"text":"{text}"}}"#),
+        )
         .await;
     assert_eq!(status, 202, "{comment}");
-    let (status, _, like, _) = ingest.post("/v1/streams/final/likes", Some("bob"), None, "").await;
+    let (status, _, like, _) = ingest
+        .post("/v1/streams/final/likes", Some("bob"), None, "")
+        .await;
     assert_eq!(status, 202, "{like}");
 
     let stored = read_events(&kafka.args, 2).await;
-    assert_eq!(stored.len(), 2, "exactly the two accepted events are in Kafka");
+    assert_eq!(
+        stored.len(),
+        2,
+        "exactly the two accepted events are in Kafka"
+    );
     let (key, header, partition, offset, event) = &stored[0];
     assert_eq!(key, "final");
     assert_eq!(header, &event.event_id);
@@ -126,17 +284,21 @@ async fn bad_inputs_get_problem_documents_and_good_ones_are_stored() {
     assert_eq!(event.text.as_deref(), Some(text.as_str()));
     assert_eq!(event.origin, "local");
     let age = chorus_service::clock::now_ms() - event.created_ms;
-    assert!((0..60_000).contains(&age), "created_ms is now-ish: {age} ms ago");
+    assert!(
+        (0..60_000).contains(&age),
+        "created_ms is now-ish: {age} ms ago"
+    );
     let (_, _, _, _, liked) = &stored[1];
     assert_eq!(liked.kind, EventKind::Like);
     assert_eq!(liked.user_id, "bob");
     assert_eq!(liked.text, None);
     assert_eq!(like["event_id"], liked.event_id.as_str());
 
-    let (status, _, spec, _) = ingest
-        .post("/openapi.json", Some("u"), None, "")
-        .await;
-    assert_eq!(status, 405, "the OpenAPI document is served on GET only: {spec}");
+    let (status, _, spec, _) = ingest.post("/openapi.json", Some("u"), None, "").await;
+    assert_eq!(
+        status, 405,
+        "the OpenAPI document is served on GET only: {spec}"
+    );
     let spec: Value = ingest
         .http
         .get(format!("{}/openapi.json", ingest.base))
@@ -151,7 +313,10 @@ async fn bad_inputs_get_problem_documents_and_good_ones_are_stored() {
 }
 
 /// Reads `count` records of `events` from the beginning: (key, event_id header, partition, offset, event).
-async fn read_events(kafka: &KafkaArgs, count: usize) -> Vec<(String, String, i32, i64, StreamEvent)> {
+async fn read_events(
+    kafka: &KafkaArgs,
+    count: usize,
+) -> Vec<(String, String, i32, i64, StreamEvent)> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &kafka.brokers)
         .set("group.id", format!("check-{}", uuid::Uuid::new_v4()))
@@ -184,7 +349,9 @@ async fn read_events(kafka: &KafkaArgs, count: usize) -> Vec<(String, String, i3
             header,
             message.partition(),
             message.offset(),
-            codec.decode(message.payload().unwrap_or_default()).expect("a StreamEvent"),
+            codec
+                .decode(message.payload().unwrap_or_default())
+                .expect("a StreamEvent"),
         ));
     }
     found
@@ -206,7 +373,10 @@ async fn an_unreachable_broker_gives_a_quick_503_with_retry_after() {
     assert_eq!(status, 503, "{problem}");
     assert_eq!(content_type.as_deref(), Some("application/problem+json"));
     assert_eq!(problem["type"], "urn:chorus:problem:unavailable");
-    assert_eq!(headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert_eq!(
+        headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
     assert!(
         took < Duration::from_millis(1500 + 1500),
         "bounded by the produce timeout, took {took:?}"
