@@ -20,6 +20,8 @@ pub struct EdgeMetrics {
     pub events_delivered: IntCounter,
     pub gaps: IntCounter,
     pub subscribe_wait: Histogram,
+    pub joins: IntCounter,
+    pub join_to_first_event: Histogram,
     pub subscribe_timeouts: IntCounter,
     pub membership_writes: IntCounterVec,
 }
@@ -88,6 +90,16 @@ impl EdgeMetrics {
                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 ]),
             )?,
+            joins: counter("chorus_edge_joins_total", "Viewers that received hello")?,
+            join_to_first_event: Histogram::with_opts(
+                HistogramOpts::new(
+                    "chorus_edge_join_to_first_event_seconds",
+                    "Time from a viewer's hello to its first event",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
+            )?,
             subscribe_timeouts: counter(
                 "chorus_edge_subscribe_timeouts_total",
                 "Subscriptions fanout did not confirm in time (hello sent anyway)",
@@ -114,6 +126,8 @@ impl EdgeMetrics {
         registry.register(Box::new(m.gaps.clone()))?;
         registry.register(Box::new(m.subscribe_wait.clone()))?;
         registry.register(Box::new(m.subscribe_timeouts.clone()))?;
+        registry.register(Box::new(m.joins.clone()))?;
+        registry.register(Box::new(m.join_to_first_event.clone()))?;
         registry.register(Box::new(m.membership_writes.clone()))?;
         Ok(m)
     }

@@ -105,6 +105,9 @@ async fn watch(state: ViewerState, stream_id: String, mut socket: WebSocket) {
         connections.dec();
         return;
     }
+    metrics.joins.inc();
+    let joined_at = Instant::now();
+    let mut first_event_seen = false;
     let join = joined.join.offset;
     loop {
         tokio::select! {
@@ -126,6 +129,10 @@ async fn watch(state: ViewerState, stream_id: String, mut socket: WebSocket) {
                         break;
                     }
                     metrics.events_delivered.inc_by(delivered);
+                    if delivered > 0 && !first_event_seen {
+                        first_event_seen = true;
+                        metrics.join_to_first_event.observe(joined_at.elapsed().as_secs_f64());
+                    }
                 }
                 Err(RecvError::Lagged(missed)) => {
                     metrics.gaps.inc();

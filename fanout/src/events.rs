@@ -1,14 +1,15 @@
 //! The consumer group over `events`: each event is routed to the edges with viewers of its stream, and its
 //! offset is stored for commit only after that hand-off (at-least-once; edges drop repeats by event_id).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chorus_schemas::{Codec, StreamEvent};
 use chorus_service::{clock, KafkaArgs, Readiness};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::TopicPartitionList;
 use rdkafka::{ClientContext, Message};
 use tokio_util::sync::CancellationToken;
 
@@ -29,12 +30,27 @@ pub struct EventsContext {
 impl ClientContext for EventsContext {}
 
 impl ConsumerContext for EventsContext {
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => self.metrics.commits.with_label_values(&["ok"]).inc(),
+            Err(error) => {
+                self.metrics.commits.with_label_values(&["error"]).inc();
+                tracing::warn!(%error, offsets = offsets.count(), "offset commit failed");
+            }
+        }
+    }
+
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(partitions) => {
                 self.metrics.rebalances.with_label_values(&["assign"]).inc();
                 self.assigned.store(partitions.count(), Ordering::Relaxed);
-                tracing::info!(count = partitions.count(), "partitions assigned");
+                let list: Vec<i32> = partitions
+                    .elements()
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
+                tracing::info!(partitions = ?list, "partitions assigned");
             }
             Rebalance::Revoke(partitions) => {
                 self.metrics.rebalances.with_label_values(&["revoke"]).inc();
@@ -52,6 +68,44 @@ impl ConsumerContext for EventsContext {
 }
 
 pub type EventsConsumer = StreamConsumer<EventsContext>;
+
+/// Offsets consumed but not yet written to every edge they were routed to, in routing order.
+#[derive(Debug, Default)]
+struct PendingOffsets {
+    queue: VecDeque<(u64, String, i32, i64)>,
+}
+
+impl PendingOffsets {
+    fn push(&mut self, seq: u64, topic: &str, partition: i32, offset: i64) {
+        self.queue
+            .push_back((seq, topic.to_owned(), partition, offset));
+    }
+
+    /// Stores, for commit, the offset of every event handed off up to sequence number `done`.
+    fn store_handed_off(&mut self, consumer: &EventsConsumer, done: u64) {
+        while let Some((seq, topic, partition, offset)) = self.queue.front() {
+            if *seq > done {
+                break;
+            }
+            // librdkafka commits the stored offset + 1, the next one to read.
+            if let Err(error) = consumer.store_offset(topic, *partition, *offset) {
+                tracing::debug!(%error, "offset not stored (partition revoked?)");
+            }
+            self.queue.pop_front();
+        }
+    }
+}
+
+/// Bound of the one end-offset query per partition that had no event yet.
+const WATERMARK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn kafka_topic(consumer: &EventsConsumer) -> String {
+    consumer
+        .subscription()
+        .ok()
+        .and_then(|s| s.elements().first().map(|e| e.topic().to_owned()))
+        .unwrap_or_default()
+}
 
 pub fn consumer(
     kafka: &KafkaArgs,
@@ -87,6 +141,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), FanoutError> {
     let mut reached_end: HashSet<i32> = HashSet::new();
+    let mut pending = PendingOffsets::default();
+    // The one topic this consumer subscribes to (end-of-partition events name no topic).
+    let topic = kafka_topic(&consumer);
     let codec = Codec::<StreamEvent>::stream_event()?;
     let mut heartbeat = tokio::time::interval(config.heartbeat());
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -95,6 +152,7 @@ pub async fn run(
             () = shutdown.cancelled() => break,
             _ = heartbeat.tick() => {
                 router.heartbeat();
+                pending.store_handed_off(&consumer, router.handed_off());
                 continue;
             }
             message = consumer.recv() => message,
@@ -102,6 +160,15 @@ pub async fn run(
         let message = match message {
             Ok(message) => message,
             Err(KafkaError::PartitionEOF(partition)) => {
+                // Caught up: the end offset from the last fetch is where the pipeline stands, even for a
+                // partition no event passed through yet, so viewers joining now get a known join position.
+                if !router.knows_position(&topic, partition) {
+                    let query = || consumer.fetch_watermarks(&topic, partition, WATERMARK_TIMEOUT);
+                    match tokio::task::block_in_place(query) {
+                        Ok((_, high)) => router.seed_position(&topic, partition, high),
+                        Err(error) => tracing::debug!(%error, partition, "no end offset"),
+                    }
+                }
                 if reached_end.insert(partition)
                     && reached_end.len() >= consumer.context().assigned.load(Ordering::Relaxed)
                 {
@@ -115,7 +182,7 @@ pub async fn run(
             }
         };
         metrics.events_consumed.inc();
-        match message.payload().map(|p| codec.decode(p)) {
+        let seq = match message.payload().map(|p| codec.decode(p)) {
             Some(Ok(event)) => {
                 let _span =
                     tracing::debug_span!("fanout.route", event_id = %event.event_id).entered();
@@ -125,18 +192,21 @@ pub async fn run(
                     message.offset(),
                     event,
                     clock::now_ms(),
-                );
+                )
             }
             Some(Err(error)) => {
                 metrics.events_undecodable.inc();
                 tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "skipping an undecodable event");
+                0
             }
-            None => metrics.events_undecodable.inc(),
-        }
-        // Handed on (or deliberately skipped): now the offset may be committed.
-        if let Err(error) = consumer.store_offset_from_message(&message) {
-            tracing::warn!(%error, "cannot store offset");
-        }
+            None => {
+                metrics.events_undecodable.inc();
+                0
+            }
+        };
+        // The offset is stored for commit only once the event was written to every edge it was routed to.
+        pending.push(seq, message.topic(), message.partition(), message.offset());
+        pending.store_handed_off(&consumer, router.handed_off());
     }
     // Leave the group now so the partitions move at once rather than after the session timeout.
     consumer.unsubscribe();

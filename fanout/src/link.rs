@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chorus_schemas::wire::{PushBatch, PushFrame};
+use chorus_schemas::wire::PushBatch;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -12,21 +12,34 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::FanoutConfig;
 use crate::metrics::FanoutMetrics;
-use crate::router::Router;
+use crate::router::{LinkProgress, Queued, Router};
 
 /// A write to an edge that takes longer than this means the edge is stuck: reconnect.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[tracing::instrument(name = "fanout.link", skip_all, fields(edge = %edge))]
+/// What one link task owns: the edge, its address, its queue and where it reports progress.
+#[derive(Debug)]
+pub struct Link {
+    pub edge: String,
+    pub url: String,
+    pub frames: mpsc::Receiver<Queued>,
+    pub progress: Arc<LinkProgress>,
+}
+
+#[tracing::instrument(name = "fanout.link", skip_all, fields(edge = %link.edge))]
 pub async fn run(
     router: Arc<Router>,
-    edge: String,
-    url: String,
-    mut frames: mpsc::Receiver<PushFrame>,
+    link: Link,
     config: FanoutConfig,
     metrics: FanoutMetrics,
     shutdown: CancellationToken,
 ) {
+    let Link {
+        edge,
+        url,
+        mut frames,
+        progress,
+    } = link;
     let mut backoff = Duration::from_millis(50);
     while !shutdown.is_cancelled() && router.has_link(&edge, &url) {
         let attempt = tokio::time::timeout(
@@ -57,6 +70,7 @@ pub async fn run(
         backoff = Duration::from_millis(50);
         tracing::info!(%url, "connected to edge");
         let mut batch = router.opening_frames(&edge);
+        let mut batch_seq = 0;
         let ended = loop {
             if !batch.is_empty() {
                 let bytes = match (PushBatch {
@@ -76,6 +90,8 @@ pub async fn run(
                     Ok(Ok(())) => {
                         metrics.push_batches.inc();
                         metrics.push_bytes.inc_by(len);
+                        // Written to the edge's socket: the events' offsets may now be committed.
+                        progress.written(batch_seq);
                     }
                     Ok(Err(error)) => break Some(error.to_string()),
                     Err(_) => break Some("write timed out".to_owned()),
@@ -83,12 +99,16 @@ pub async fn run(
             }
             tokio::select! {
                 () = shutdown.cancelled() => break None,
-                frame = frames.recv() => match frame {
-                    Some(frame) => {
-                        batch.push(frame);
+                queued = frames.recv() => match queued {
+                    Some(queued) => {
+                        batch_seq = queued.seq;
+                        batch.push(queued.frame);
                         while batch.len() < config.max_batch_frames {
                             match frames.try_recv() {
-                                Ok(frame) => batch.push(frame),
+                                Ok(queued) => {
+                                    batch_seq = queued.seq;
+                                    batch.push(queued.frame);
+                                }
                                 Err(_) => break,
                             }
                         }

@@ -17,6 +17,7 @@ pub struct FanoutMetrics {
     pub subscriptions: IntGauge,
     pub lease_expiries: IntCounter,
     pub rebalances: IntCounterVec,
+    pub commits: IntCounterVec,
     pub table_records: IntCounterVec,
 }
 
@@ -79,6 +80,13 @@ impl FanoutMetrics {
                 ),
                 &["kind"],
             )?,
+            commits: IntCounterVec::new(
+                Opts::new(
+                    "chorus_fanout_offset_commits_total",
+                    "Offset commits, by outcome",
+                ),
+                &["outcome"],
+            )?,
             table_records: IntCounterVec::new(
                 Opts::new(
                     "chorus_fanout_table_records_total",
@@ -100,6 +108,7 @@ impl FanoutMetrics {
         registry.register(Box::new(m.subscriptions.clone()))?;
         registry.register(Box::new(m.lease_expiries.clone()))?;
         registry.register(Box::new(m.rebalances.clone()))?;
+        registry.register(Box::new(m.commits.clone()))?;
         registry.register(Box::new(m.table_records.clone()))?;
         Ok(m)
     }

@@ -3,6 +3,7 @@
 //! frame's positions are exact: every event at or after them goes to that edge.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chorus_schemas::wire::{Position, PushFrame, PushedEvent};
@@ -20,10 +21,42 @@ const FORGET_AFTER_MS: i64 = 60_000;
 /// Streams whose like totals are kept in memory; beyond it, the least recently seen totals restart.
 const MAX_LIKE_TOTALS: usize = 100_000;
 
+/// A frame on its way to one edge, with the routing sequence number it was queued at.
+#[derive(Debug)]
+pub struct Queued {
+    pub seq: u64,
+    pub frame: PushFrame,
+}
+
+/// How far one link got: the last sequence number queued to it and the last one it wrote to the edge.
+#[derive(Debug, Default)]
+pub struct LinkProgress {
+    queued: AtomicU64,
+    written: AtomicU64,
+}
+
+impl LinkProgress {
+    /// Called by the link once everything up to `seq` is written to the edge's socket.
+    pub fn written(&self, seq: u64) {
+        self.written.fetch_max(seq, Ordering::Release);
+    }
+
+    /// Everything up to this sequence number is handed off (`u64::MAX` when nothing is pending).
+    fn handed_off(&self) -> u64 {
+        let written = self.written.load(Ordering::Acquire);
+        if written >= self.queued.load(Ordering::Acquire) {
+            u64::MAX
+        } else {
+            written
+        }
+    }
+}
+
 #[derive(Debug)]
 struct LinkHandle {
     url: String,
-    frames: mpsc::Sender<PushFrame>,
+    frames: mpsc::Sender<Queued>,
+    progress: Arc<LinkProgress>,
 }
 
 #[derive(Debug, Default)]
@@ -33,6 +66,8 @@ struct Inner {
     /// Next offset to hand on, per owned topic-partition.
     positions: HashMap<(String, i32), i64>,
     likes: HashMap<String, u64>,
+    /// Incremented for every routed event; links report how far they wrote in these numbers.
+    seq: u64,
 }
 
 impl Inner {
@@ -80,10 +115,19 @@ impl Router {
         }
     }
 
-    /// Hands one event to the links of the edges with viewers of its stream. Returns once it is queued
-    /// there (or counted as dropped), so the caller may then store its offset.
-    pub fn route(&self, topic: &str, partition: i32, offset: i64, event: StreamEvent, now_ms: i64) {
+    /// Hands one event to the links of the edges with viewers of its stream. Returns the sequence number
+    /// to compare with [`Router::handed_off`]: once that reaches it, the event's offset may be committed.
+    pub fn route(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        event: StreamEvent,
+        now_ms: i64,
+    ) -> u64 {
         let mut inner = lock(&self.inner);
+        inner.seq += 1;
+        let seq = inner.seq;
         inner
             .positions
             .insert((topic.to_owned(), partition), offset + 1);
@@ -99,7 +143,7 @@ impl Router {
         };
         if now_ms - event.created_ms > self.config.staleness_ms as i64 {
             self.metrics.events_stale.inc();
-            return;
+            return seq;
         }
         let pushed = PushedEvent {
             topic: topic.to_owned(),
@@ -111,16 +155,38 @@ impl Router {
         let inner = &*inner;
         for edge in inner.tables.edges_of(&pushed.event.stream_id) {
             if let Some(link) = inner.links.get(edge) {
-                self.push(link, PushFrame::Events(vec![pushed.clone()]));
-                self.metrics.deliveries_pushed.inc();
+                if self.push(link, seq, PushFrame::Events(vec![pushed.clone()])) {
+                    self.metrics.deliveries_pushed.inc();
+                }
+            }
+        }
+        seq
+    }
+
+    /// Queues a frame to a link; a full queue drops it (counted): one slow edge never stalls the others.
+    fn push(&self, link: &LinkHandle, seq: u64, frame: PushFrame) -> bool {
+        match link.frames.try_send(Queued { seq, frame }) {
+            Ok(()) => {
+                link.progress.queued.fetch_max(seq, Ordering::Release);
+                true
+            }
+            Err(_) => {
+                self.metrics.link_queue_full.inc();
+                false
             }
         }
     }
 
-    fn push(&self, link: &LinkHandle, frame: PushFrame) {
-        if link.frames.try_send(frame).is_err() {
-            self.metrics.link_queue_full.inc();
-        }
+    /// Every event routed at or before this sequence number was written to every edge it was queued for.
+    pub fn handed_off(&self) -> u64 {
+        let inner = lock(&self.inner);
+        inner
+            .links
+            .values()
+            .map(|l| l.progress.handed_off())
+            .min()
+            .unwrap_or(u64::MAX)
+            .min(inner.seq)
     }
 
     /// Applies a record of `subscriptions`; a new subscription is confirmed to its edge with exact positions.
@@ -135,6 +201,7 @@ impl Router {
                 let positions = inner.positions();
                 self.push(
                     link,
+                    inner.seq,
                     PushFrame::Subscribed {
                         stream_id,
                         positions,
@@ -177,18 +244,24 @@ impl Router {
             return;
         }
         let (tx, rx) = mpsc::channel(self.config.link_queue.max(1));
+        let progress = Arc::new(LinkProgress::default());
         inner.links.insert(
             lease.edge_id.clone(),
             LinkHandle {
                 url: lease.push_url.clone(),
                 frames: tx,
+                progress: progress.clone(),
             },
         );
+        let link = link::Link {
+            edge: lease.edge_id.clone(),
+            url: lease.push_url.clone(),
+            frames: rx,
+            progress,
+        };
         tokio::spawn(link::run(
             self.clone(),
-            lease.edge_id.clone(),
-            lease.push_url.clone(),
-            rx,
+            link,
             self.config.clone(),
             self.metrics.clone(),
             self.shutdown.clone(),
@@ -223,8 +296,27 @@ impl Router {
         }
         let positions = inner.positions();
         for link in inner.links.values() {
-            self.push(link, PushFrame::Positions(positions.clone()));
+            self.push(link, inner.seq, PushFrame::Positions(positions.clone()));
         }
+    }
+
+    pub fn knows_position(&self, topic: &str, partition: i32) -> bool {
+        lock(&self.inner)
+            .positions
+            .contains_key(&(topic.to_owned(), partition))
+    }
+
+    /// Records where an owned partition stands when no event passed yet (never moves a position back).
+    pub fn seed_position(&self, topic: &str, partition: i32, next_offset: i64) {
+        if next_offset < 0 {
+            return;
+        }
+        let mut inner = lock(&self.inner);
+        let slot = inner
+            .positions
+            .entry((topic.to_owned(), partition))
+            .or_insert(next_offset);
+        *slot = (*slot).max(next_offset);
     }
 
     /// Partitions taken away by a rebalance: their positions are no longer this instance's to announce.

@@ -38,12 +38,46 @@ pub enum CodecError {
         #[source]
         source: Box<apache_avro::Error>,
     },
+    #[error("schema {schema} is not JSON: {source}")]
+    SchemaJson {
+        schema: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("schema {schema} does not parse: {source}")]
     Schema {
         schema: &'static str,
         #[source]
         source: Box<apache_avro::Error>,
     },
+}
+
+/// The schema whose Rabin fingerprint goes in the header. The Avro specification's Parsing Canonical Form
+/// drops `logicalType` (a `timestamp-millis` long is plain `"long"`), as Java and Python readers do; the
+/// apache-avro crate keeps it in its canonical form, which would give a fingerprint no other reader computes.
+/// So the fingerprint is taken of the schema with every `logicalType` removed.
+fn fingerprint_schema(name: &'static str, avsc: &str) -> Result<Schema, CodecError> {
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.remove("logicalType");
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let schema_error = |source| CodecError::Schema {
+        schema: name,
+        source: Box::new(source),
+    };
+    let mut json: serde_json::Value =
+        serde_json::from_str(avsc).map_err(|source| CodecError::SchemaJson {
+            schema: name,
+            source,
+        })?;
+    strip(&mut json);
+    Schema::parse(&json).map_err(schema_error)
 }
 
 /// Encoder and decoder for one record type. Cheap to share (`&self` everywhere); build it once.
@@ -61,7 +95,8 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
             schema: name,
             source: Box::new(e),
         })?;
-        let header = RabinFingerprintHeader::from_schema(&schema).build_header();
+        let header =
+            RabinFingerprintHeader::from_schema(&fingerprint_schema(name, avsc)?).build_header();
         Ok(Codec {
             name,
             schema,
@@ -181,6 +216,21 @@ mod tests {
         };
         let codec = Codec::edge_lease()?;
         assert_eq!(codec.decode(&codec.encode(&lease)?)?, lease);
+        Ok(())
+    }
+
+    #[test]
+    fn fingerprints_are_those_of_the_specifications_canonical_form() -> Result<(), CodecError> {
+        // CRC-64-AVRO of each schema's Parsing Canonical Form, little-endian, as fastavro and Java compute it.
+        let expected = [
+            (Codec::stream_event()?.header, "4fa3b6bcf4b57082"),
+            (Codec::subscription()?.header, "5c5c2b7df6bc303a"),
+            (Codec::edge_lease()?.header, "11f238377426d931"),
+        ];
+        for (header, fingerprint) in expected {
+            let hex: String = header[2..].iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hex, fingerprint);
+        }
         Ok(())
     }
 

@@ -28,7 +28,11 @@ pub struct KafkaArgs {
     #[arg(long, env = "CHORUS_EVENTS_RETENTION_HOURS", default_value_t = 24)]
     pub events_retention_hours: u64,
     /// Consumer group session timeout in milliseconds (the group rebalances this long after a member died).
-    #[arg(long, env = "CHORUS_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 6000)]
+    #[arg(
+        long = "kafka-session-timeout-ms",
+        env = "CHORUS_KAFKA_SESSION_TIMEOUT_MS",
+        default_value_t = 6000
+    )]
     pub session_timeout_ms: u64,
     /// Name of the region this cluster serves; written as `origin` on every event.
     #[arg(long, env = "CHORUS_REGION", default_value = "local")]

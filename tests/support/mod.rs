@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -77,7 +79,15 @@ impl Cluster {
     /// Starts the roles (extra edge flags in `edge_args`) and waits until fanout is ready and connected to
     /// every edge.
     pub async fn start_with(edges: usize, fanouts: usize, edge_args: &[&str]) -> Cluster {
-        let kafka = TestKafka::start().await;
+        Self::start_on(TestKafka::start().await, edges, fanouts, edge_args).await
+    }
+
+    pub async fn start_on(
+        kafka: TestKafka,
+        edges: usize,
+        fanouts: usize,
+        edge_args: &[&str],
+    ) -> Cluster {
         let shutdown = CancellationToken::new();
         let ingest = stack::spawn_ingest(
             parse_args(&["--listen", LOCAL, "--admin-listen", LOCAL]).expect("ingest args"),
@@ -143,7 +153,7 @@ impl Cluster {
     }
 
     pub async fn add_fanout(&mut self) -> usize {
-        let group = format!("fanout-{}", self.kafka.args.topic_prefix);
+        let group = self.fanout_group();
         let fanout = stack::spawn_fanout(
             parse_args(&["--admin-listen", LOCAL, "--group", &group]).expect("fanout args"),
             self.kafka.args.clone(),
@@ -204,6 +214,77 @@ impl Cluster {
         {
             let _ = tokio::time::timeout(WAIT, role.task).await;
         }
+    }
+
+    /// Stops every role cleanly and starts a fresh set on the same broker, topics and fanout group.
+    pub async fn restart(self, edges: usize, fanouts: usize) -> Cluster {
+        let kafka = self.kafka;
+        self.shutdown.cancel();
+        let roles = self.edges.into_iter().chain(self.fanouts);
+        for role in roles.chain([self.ingest]) {
+            let _ = tokio::time::timeout(WAIT, role.task).await;
+        }
+        Cluster::start_on(kafka, edges, fanouts, &[]).await
+    }
+
+    /// Arguments that point a `chorus` process at this test's cluster.
+    pub fn kafka_flags(&self) -> Vec<String> {
+        let k = &self.kafka.args;
+        vec![
+            format!("--kafka={}", k.brokers),
+            format!("--topic-prefix={}", k.topic_prefix),
+            format!("--partitions={}", k.partitions),
+        ]
+    }
+
+    pub fn fanout_group(&self) -> String {
+        format!("fanout-{}", self.kafka.args.topic_prefix)
+    }
+}
+
+/// A role running as its own `chorus` process, so a test can kill it without any clean shutdown.
+pub struct Process {
+    child: tokio::process::Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Process {
+    /// Starts `chorus <role> <args>` with fresh local ports and waits until its admin port answers ready.
+    pub async fn start(role: &str, args: &[String]) -> Process {
+        let port = || chorus::broker::free_port().expect("free port");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], port()));
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus"));
+        command
+            .arg(format!(
+                "--log={}",
+                std::env::var("CHORUS_TEST_PROCESS_LOG").unwrap_or_else(|_| "warn".into())
+            ))
+            .arg(role)
+            .arg(format!("--admin-listen={admin}"))
+            .args(args)
+            .kill_on_drop(true);
+        match role {
+            "edge" => {
+                command
+                    .arg(format!("--listen={addr}"))
+                    .arg(format!("--internal-listen=127.0.0.1:{}", port()));
+            }
+            "ingest" => {
+                command.arg(format!("--listen={addr}"));
+            }
+            _ => {}
+        }
+        let child = command.spawn().expect("spawn chorus");
+        stack::wait_ready(admin, WAIT).await.expect("process ready");
+        Process { child, addr, admin }
+    }
+
+    /// SIGKILL: no clean shutdown, no tombstones, no group leave.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("kill");
+        let _ = self.child.wait().await;
     }
 }
 
