@@ -50,6 +50,13 @@ enum Command {
         #[command(flatten)]
         kafka: KafkaArgs,
     },
+    /// The reference analytics consumer: comment and like counts per stream and minute, from the topics.
+    Analytics {
+        #[command(flatten)]
+        config: chorus_analytics::AnalyticsConfig,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
     /// Everything on one machine: a local broker (unless --kafka is given), ingest, fanout and edge.
     Dev(dev::DevArgs),
     /// Connects to a viewer URL and prints every frame.
@@ -75,6 +82,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Edge { config, kafka } => {
             let role = stack::spawn_edge(config, kafka, shutdown).await?;
+            role.task.await??;
+        }
+        Command::Analytics { config, kafka } => {
+            let role = stack::spawn_analytics(config, kafka, shutdown).await?;
             role.task.await??;
         }
         Command::Dev(args) => dev::run(args, shutdown).await?,
