@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use chorus_schemas::{Codec, StreamEvent};
 use chorus_service::{clock, KafkaArgs, Readiness};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -116,7 +115,7 @@ pub async fn run(
         readiness.clone(),
         shutdown.clone(),
     ));
-    let codec = Codec::<StreamEvent>::stream_event()?;
+    let codec = kafka.stream_event_codec().await?;
     let mut state = State::load(&config.state)?;
     let consumer: StreamConsumer = kafka
         .consumer_config(&config.group)

@@ -23,6 +23,8 @@ pub enum AnalyticsError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Schema(#[from] chorus_schemas::CodecError),
+    #[error(transparent)]
+    Registry(#[from] chorus_service::registry::RegistryError),
     #[error("state file {path}: {source}")]
     State {
         path: String,

@@ -134,6 +134,7 @@ pub fn consumer(
 /// events produced meanwhile could be skipped.
 pub async fn run(
     consumer: EventsConsumer,
+    codec: Codec<StreamEvent>,
     router: Arc<Router>,
     config: FanoutConfig,
     metrics: FanoutMetrics,
@@ -144,7 +145,6 @@ pub async fn run(
     let mut pending = PendingOffsets::default();
     // The one topic this consumer subscribes to (end-of-partition events name no topic).
     let topic = kafka_topic(&consumer);
-    let codec = Codec::<StreamEvent>::stream_event()?;
     let mut heartbeat = tokio::time::interval(config.heartbeat());
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -43,6 +43,8 @@ pub enum FanoutError {
     Setup(#[from] chorus_service::KafkaSetupError),
     #[error(transparent)]
     Schema(#[from] CodecError),
+    #[error(transparent)]
+    Registry(#[from] chorus_service::registry::RegistryError),
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("server error: {0}")]
@@ -91,8 +93,10 @@ pub async fn run(
         shutdown.clone(),
     ));
     let consumer = events::consumer(&kafka, &config, router.clone(), metrics.clone())?;
+    let codec = kafka.stream_event_codec().await?;
     let events = events::run(
         consumer,
+        codec,
         router,
         config,
         metrics,

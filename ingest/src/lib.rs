@@ -34,6 +34,8 @@ pub enum IngestError {
     Producer(#[source] rdkafka::error::KafkaError),
     #[error(transparent)]
     Schema(#[from] CodecError),
+    #[error(transparent)]
+    Registry(#[from] chorus_service::registry::RegistryError),
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("server error: {0}")]
@@ -50,7 +52,8 @@ pub async fn run(
 ) -> Result<(), IngestError> {
     let registry = Registry::new();
     let readiness = Readiness::waiting_for(&["topics"]);
-    let state = Arc::new(routes::AppState::new(&config, &kafka, &registry)?);
+    let codec = kafka.stream_event_codec().await?;
+    let state = Arc::new(routes::AppState::new(&config, &kafka, codec, &registry)?);
     tokio::spawn(ensure_topics_until_done(
         kafka.clone(),
         readiness.clone(),

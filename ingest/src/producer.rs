@@ -60,6 +60,7 @@ impl std::fmt::Debug for EventProducer {
 impl EventProducer {
     pub fn new(
         kafka: &KafkaArgs,
+        codec: Codec<StreamEvent>,
         timeout: Duration,
         queue_max: usize,
     ) -> Result<Self, IngestError> {
@@ -69,7 +70,7 @@ impl EventProducer {
             .map_err(IngestError::Producer)?;
         Ok(EventProducer {
             producer,
-            codec: Codec::stream_event()?,
+            codec,
             topic: kafka.topics().events,
             timeout,
         })

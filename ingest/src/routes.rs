@@ -11,7 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chorus_schemas::{EventKind, StreamEvent};
+use chorus_schemas::{Codec, EventKind, StreamEvent};
 use chorus_service::{clock, KafkaArgs};
 use prometheus::Registry;
 use serde::{Deserialize, Serialize};
@@ -36,11 +36,13 @@ impl AppState {
     pub fn new(
         config: &IngestConfig,
         kafka: &KafkaArgs,
+        codec: Codec<StreamEvent>,
         registry: &Registry,
     ) -> Result<Self, IngestError> {
         Ok(AppState {
             producer: EventProducer::new(
                 kafka,
+                codec,
                 config.produce_timeout(),
                 config.producer_queue_max,
             )?,

@@ -27,6 +27,8 @@ pub enum CodecError {
         #[source]
         source: Box<apache_avro::Error>,
     },
+    #[error("payload written with registry schema id {id}, which is not this schema's")]
+    UnknownSchemaId { id: u32 },
     #[error("{trailing} unexpected bytes after a complete {schema} record")]
     TrailingBytes {
         schema: &'static str,
@@ -84,13 +86,20 @@ fn fingerprint_schema(name: &'static str, avsc: &str) -> Result<Schema, CodecErr
 #[derive(Debug)]
 pub struct Codec<T> {
     name: &'static str,
+    avsc: &'static str,
     schema: Schema,
     header: Vec<u8>,
+    /// The id of this schema in a Confluent-compatible Schema Registry, when one is used: payloads are then
+    /// written in the registry's framing (`00`, the id as 4 bytes big-endian, the datum), and read in both.
+    registry_id: Option<u32>,
     _record: PhantomData<fn() -> T>,
 }
 
+/// First byte of the Confluent Schema Registry framing.
+const REGISTRY_MAGIC: u8 = 0;
+
 impl<T: Serialize + DeserializeOwned> Codec<T> {
-    fn from_avsc(name: &'static str, avsc: &str) -> Result<Self, CodecError> {
+    fn from_avsc(name: &'static str, avsc: &'static str) -> Result<Self, CodecError> {
         let schema = Schema::parse_str(avsc).map_err(|e| CodecError::Schema {
             schema: name,
             source: Box::new(e),
@@ -99,10 +108,23 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
             RabinFingerprintHeader::from_schema(&fingerprint_schema(name, avsc)?).build_header();
         Ok(Codec {
             name,
+            avsc,
             schema,
             header,
+            registry_id: None,
             _record: PhantomData,
         })
+    }
+
+    /// Writes the Schema Registry framing with this schema id (and reads it besides single-object encoding).
+    pub fn with_registry_id(mut self, id: Option<u32>) -> Self {
+        self.registry_id = id;
+        self
+    }
+
+    /// The schema file's text (with its docs and logical types), as it is registered in a schema registry.
+    pub fn schema_json(&self) -> &'static str {
+        self.avsc
     }
 
     /// The parsed schema this codec writes and expects.
@@ -120,16 +142,31 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
             .map_err(unencodable)?;
         let datum = to_avro_datum(&self.schema, value).map_err(unencodable)?;
         let mut out = Vec::with_capacity(self.header.len() + datum.len());
-        out.extend_from_slice(&self.header);
+        match self.registry_id {
+            Some(id) => {
+                out.push(REGISTRY_MAGIC);
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+            None => out.extend_from_slice(&self.header),
+        }
         out.extend_from_slice(&datum);
         Ok(out)
     }
 
     /// Decodes a payload; anything that is not a complete record of this schema is an error, never a panic.
     pub fn decode(&self, payload: &[u8]) -> Result<T, CodecError> {
-        let body = payload
-            .strip_prefix(self.header.as_slice())
-            .ok_or(CodecError::ForeignPayload { len: payload.len() })?;
+        let body = match payload {
+            [REGISTRY_MAGIC, a, b, c, d, body @ ..] => {
+                let id = u32::from_be_bytes([*a, *b, *c, *d]);
+                if self.registry_id != Some(id) {
+                    return Err(CodecError::UnknownSchemaId { id });
+                }
+                body
+            }
+            _ => payload
+                .strip_prefix(self.header.as_slice())
+                .ok_or(CodecError::ForeignPayload { len: payload.len() })?,
+        };
         let malformed = |e| CodecError::Malformed {
             schema: self.name,
             source: Box::new(e),
@@ -231,6 +268,27 @@ mod tests {
             let hex: String = header[2..].iter().map(|b| format!("{b:02x}")).collect();
             assert_eq!(hex, fingerprint);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn registry_framing_is_written_when_configured_and_both_framings_are_read(
+    ) -> Result<(), CodecError> {
+        let plain = Codec::stream_event()?;
+        let registry = Codec::stream_event()?.with_registry_id(Some(42));
+        let framed = registry.encode(&comment())?;
+        assert_eq!(&framed[..5], &[0, 0, 0, 0, 42]);
+        assert_eq!(registry.decode(&framed)?, comment());
+        assert_eq!(registry.decode(&plain.encode(&comment())?)?, comment());
+        assert!(matches!(
+            plain.decode(&framed),
+            Err(CodecError::UnknownSchemaId { id: 42 })
+        ));
+        let other = Codec::stream_event()?.with_registry_id(Some(7));
+        assert!(
+            other.decode(&framed).is_err(),
+            "another schema id is not taken on trust"
+        );
         Ok(())
     }
 

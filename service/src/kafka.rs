@@ -34,6 +34,10 @@ pub struct KafkaArgs {
         default_value_t = 6000
     )]
     pub session_timeout_ms: u64,
+    /// Confluent-compatible Schema Registry URL: when set, events are written in the registry's framing
+    /// (single-object encoding otherwise); readers accept both.
+    #[arg(long, env = "CHORUS_SCHEMA_REGISTRY")]
+    pub schema_registry: Option<String>,
     /// Name of the region this cluster serves; written as `origin` on every event.
     #[arg(long, env = "CHORUS_REGION", default_value = "local")]
     pub region: String,

@@ -5,11 +5,13 @@
 //! - [`admin`]: the admin port every role serves (`/metrics`, `/healthz`, `/readyz`).
 //! - [`shutdown`]: the one shutdown path (a signal future feeding a cancellation token).
 //! - [`telemetry`]: tracing set-up (env filter, optional JSON lines).
+//! - [`registry`]: the optional Confluent-compatible Schema Registry.
 //! - [`clock`]: wall-clock milliseconds, the unit of every timestamp in Chorus's records.
 
 pub mod admin;
 pub mod clock;
 pub mod kafka;
+pub mod registry;
 pub mod shutdown;
 pub mod telemetry;
 
