@@ -57,6 +57,13 @@ enum Command {
         #[command(flatten)]
         kafka: KafkaArgs,
     },
+    /// Copies another region's `events` into `<region>.events` on this region's cluster (MM2 naming).
+    Mirror {
+        #[command(flatten)]
+        config: chorus_mirror::MirrorConfig,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
     /// Everything on one machine: a local broker (unless --kafka is given), ingest, fanout and edge.
     Dev(dev::DevArgs),
     /// Connects to a viewer URL and prints every frame.
@@ -86,6 +93,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Analytics { config, kafka } => {
             let role = stack::spawn_analytics(config, kafka, shutdown).await?;
+            role.task.await??;
+        }
+        Command::Mirror { config, kafka } => {
+            let role = stack::spawn_mirror(config, kafka, shutdown).await?;
             role.task.await??;
         }
         Command::Dev(args) => dev::run(args, shutdown).await?,

@@ -120,6 +120,26 @@ pub async fn spawn_analytics(
     })
 }
 
+pub async fn spawn_mirror(
+    config: chorus_mirror::MirrorConfig,
+    kafka: KafkaArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Role> {
+    let (admin_listener, admin) = bind(config.admin_listen).await?;
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        chorus_mirror::run(config, kafka, admin_listener, token)
+            .await
+            .map_err(anyhow::Error::from)
+    });
+    Ok(Role {
+        addr: admin,
+        admin,
+        shutdown,
+        task,
+    })
+}
+
 /// Waits until `GET http://{admin}/readyz` answers 200, polling every 50 ms, for at most `timeout`.
 pub async fn wait_ready(admin: SocketAddr, timeout: std::time::Duration) -> anyhow::Result<()> {
     let client = reqwest::Client::new();

@@ -49,6 +49,7 @@ pub struct ViewerEvent<'a> {
     pub text: Option<&'a str>,
     pub created_ms: i64,
     pub origin: &'a str,
+    pub topic: &'a str,
     pub offset: i64,
 }
 
@@ -60,11 +61,22 @@ impl ServerFrame<'_> {
     }
 }
 
+/// Where a viewer joined, per topic (the local `events` and each mirrored `<region>.events`).
+pub type Join = [JoinPosition];
+
+fn join_offset(join: &Join, topic: &str) -> i64 {
+    join.iter()
+        .find(|j| j.topic == topic)
+        .and_then(|j| j.offset)
+        .unwrap_or(i64::MIN)
+}
+
 /// What one push batch means to the viewers of one stream, encoded once.
 #[derive(Debug)]
 pub struct StreamFrame {
-    /// Lowest offset in the frame; a viewer whose join position is at or below it takes the frame as it is.
-    pub first_offset: i64,
+    /// Lowest offset per topic in the frame; a viewer that joined at or before all of them takes the frame as
+    /// it is.
+    pub first_offsets: Vec<(String, i64)>,
     /// The events, for the rare viewer that joined in the middle of this frame.
     pub events: Vec<PushedEvent>,
     /// Pre-encoded `events` frame (comments), if any.
@@ -74,45 +86,63 @@ pub struct StreamFrame {
 }
 
 impl StreamFrame {
-    /// Encodes `events` (all of one stream, in offset order) for its viewers.
+    /// Encodes `events` (all of one stream, in offset order per topic) for its viewers.
     pub fn encode(stream_id: &str, events: Vec<PushedEvent>) -> Option<StreamFrame> {
-        let first_offset = events.first()?.offset;
+        if events.is_empty() {
+            return None;
+        }
+        let mut first_offsets: Vec<(String, i64)> = Vec::new();
+        for e in &events {
+            match first_offsets.iter_mut().find(|(t, _)| *t == e.topic) {
+                Some((_, first)) => *first = (*first).min(e.offset),
+                None => first_offsets.push((e.topic.clone(), e.offset)),
+            }
+        }
         let (comments, likes) = encode_parts(stream_id, &events);
         Some(StreamFrame {
-            first_offset,
+            first_offsets,
             events,
             comments,
             likes,
         })
     }
 
+    fn whole_for(&self, join: &Join) -> bool {
+        self.first_offsets
+            .iter()
+            .all(|(topic, first)| join_offset(join, topic) <= *first)
+    }
+
     /// The frame as a viewer that joined at `join` must see it: whole when it joined before the frame,
     /// re-encoded without the events before its join otherwise.
-    pub fn for_viewer(&self, stream_id: &str, join: Option<i64>) -> Vec<Utf8Bytes> {
-        match join {
-            Some(join) if join > self.first_offset => {
-                let later: Vec<PushedEvent> = self
-                    .events
-                    .iter()
-                    .filter(|e| e.offset >= join)
-                    .cloned()
-                    .collect();
-                let (comments, likes) = encode_parts(stream_id, &later);
-                comments.into_iter().chain(likes).collect()
-            }
-            _ => self
+    pub fn for_viewer(&self, stream_id: &str, join: &Join) -> Vec<Utf8Bytes> {
+        if self.whole_for(join) {
+            return self
                 .comments
                 .iter()
                 .chain(self.likes.iter())
                 .cloned()
-                .collect(),
+                .collect();
         }
+        let later: Vec<PushedEvent> = self
+            .events
+            .iter()
+            .filter(|e| e.offset >= join_offset(join, &e.topic))
+            .cloned()
+            .collect();
+        let (comments, likes) = encode_parts(stream_id, &later);
+        comments.into_iter().chain(likes).collect()
     }
 
     /// Events in this frame that a viewer joined at `join` receives.
-    pub fn event_count(&self, join: Option<i64>) -> usize {
-        let join = join.unwrap_or(i64::MIN);
-        self.events.iter().filter(|e| e.offset >= join).count()
+    pub fn event_count(&self, join: &Join) -> usize {
+        if self.whole_for(join) {
+            return self.events.len();
+        }
+        self.events
+            .iter()
+            .filter(|e| e.offset >= join_offset(join, &e.topic))
+            .count()
     }
 }
 
@@ -131,6 +161,7 @@ fn encode_parts(stream_id: &str, events: &[PushedEvent]) -> (Option<Utf8Bytes>, 
             text: e.event.text.as_deref(),
             created_ms: e.event.created_ms,
             origin: &e.event.origin,
+            topic: &e.topic,
             offset: e.offset,
         })
         .collect();

@@ -40,8 +40,8 @@ struct RoomState {
     viewers: usize,
     /// Bumped whenever the last viewer leaves, so a linger timer knows whether someone came back since.
     generation: u64,
-    /// Next offset of the stream's partition after the last event broadcast here.
-    position: Option<i64>,
+    /// Per topic, the next offset of the stream's partition after the last event broadcast here.
+    positions: HashMap<String, i64>,
     /// Fanout sessions that have not yet confirmed this room's subscription.
     pending: HashSet<SessionId>,
     recent: RecentIds,
@@ -51,7 +51,8 @@ struct RoomState {
 #[derive(Debug)]
 pub struct Joined {
     pub frames: broadcast::Receiver<Arc<StreamFrame>>,
-    pub join: JoinPosition,
+    /// One position per topic carrying the stream (the local `events` first).
+    pub join: Vec<JoinPosition>,
 }
 
 impl Room {
@@ -119,7 +120,7 @@ impl Rooms {
             state: Mutex::new(RoomState {
                 viewers: 1,
                 generation: 0,
-                position: None,
+                positions: HashMap::new(),
                 pending,
                 recent: RecentIds::new(self.dedup_window),
             }),
@@ -130,25 +131,34 @@ impl Rooms {
         room
     }
 
-    /// Subscribes a viewer to the room's frames and tells it where it joined.
+    /// Subscribes a viewer to the room's frames and tells it where it joined: per topic, the furthest of what
+    /// fanout announced and what was broadcast here.
     pub fn join(&self, room: &Room) -> Joined {
         let state = lock(&room.state);
         let frames = room.frames.subscribe();
-        let known = lock(&self.positions)
-            .get(&(self.events_topic.clone(), room.partition))
-            .copied();
-        let offset = match (state.position, known) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        Joined {
-            frames,
-            join: JoinPosition {
-                topic: self.events_topic.clone(),
-                partition: room.partition,
-                offset,
-            },
-        }
+        let known = lock(&self.positions);
+        let mut topics: Vec<&String> = known
+            .keys()
+            .filter(|(_, p)| *p == room.partition)
+            .map(|(t, _)| t)
+            .chain(state.positions.keys())
+            .filter(|t| **t != self.events_topic)
+            .collect();
+        topics.sort();
+        topics.dedup();
+        let join = std::iter::once(&self.events_topic)
+            .chain(topics)
+            .map(|topic| {
+                let announced = known.get(&(topic.clone(), room.partition)).copied();
+                let broadcast = state.positions.get(topic).copied();
+                JoinPosition {
+                    topic: topic.clone(),
+                    partition: room.partition,
+                    offset: announced.max(broadcast),
+                }
+            })
+            .collect();
+        Joined { frames, join }
     }
 
     /// A viewer left. When it was the last, the subscription is withdrawn after the linger, unless a viewer
@@ -283,13 +293,18 @@ impl Rooms {
         self.metrics
             .duplicates_dropped
             .inc_by((before - fresh.len()) as u64);
-        let Some(last) = fresh.iter().map(|e| e.offset).max() else {
-            return;
-        };
+        let frame_events: Vec<(String, i64)> =
+            fresh.iter().map(|e| (e.topic.clone(), e.offset)).collect();
         if let Some(frame) = StreamFrame::encode(&room.stream_id, fresh) {
             // No receiver is fine: the room is lingering.
             let _ = room.frames.send(Arc::new(frame));
         }
-        state.position = Some(state.position.map_or(last + 1, |p| p.max(last + 1)));
+        for event in &frame_events {
+            let next = state
+                .positions
+                .entry(event.0.clone())
+                .or_insert(event.1 + 1);
+            *next = (*next).max(event.1 + 1);
+        }
     }
 }

@@ -97,7 +97,7 @@ async fn watch(state: ViewerState, stream_id: String, mut socket: WebSocket) {
     let hello = ServerFrame::Hello {
         stream_id: &stream_id,
         edge_id: &state.edge_id,
-        join: std::slice::from_ref(&joined.join),
+        join: &joined.join,
         heartbeat_ms: state.config.heartbeat_ms,
     }
     .to_text();
@@ -108,7 +108,7 @@ async fn watch(state: ViewerState, stream_id: String, mut socket: WebSocket) {
     metrics.joins.inc();
     let joined_at = Instant::now();
     let mut first_event_seen = false;
-    let join = joined.join.offset;
+    let join = joined.join;
     loop {
         tokio::select! {
             () = state.shutdown.cancelled() => {
@@ -117,9 +117,9 @@ async fn watch(state: ViewerState, stream_id: String, mut socket: WebSocket) {
             }
             frame = joined.frames.recv() => match frame {
                 Ok(frame) => {
-                    let delivered = frame.event_count(join) as u64;
+                    let delivered = frame.event_count(&join) as u64;
                     let mut failed = false;
-                    for text in frame.for_viewer(&stream_id, join) {
+                    for text in frame.for_viewer(&stream_id, &join) {
                         if send(&mut socket, &metrics, text).await.is_err() {
                             failed = true;
                             break;

@@ -18,6 +18,9 @@ pub struct FanoutConfig {
     /// This instance's id (shown to edges and in logs); fresh per process by default.
     #[arg(long, env = "CHORUS_FANOUT_ID")]
     pub fanout_id: Option<String>,
+    /// Regions whose events are mirrored here as `<region>.events` (comma-separated); fanout reads them too.
+    #[arg(long, env = "CHORUS_FANOUT_MIRRORED_REGIONS", value_delimiter = ',')]
+    pub mirrored_regions: Vec<String>,
     /// Interval of the position heartbeat sent to every edge, in milliseconds.
     #[arg(long, env = "CHORUS_FANOUT_HEARTBEAT_MS", default_value_t = 50)]
     pub heartbeat_ms: u64,

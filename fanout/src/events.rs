@@ -2,8 +2,7 @@
 //! offset is stored for commit only after that hand-off (at-least-once; edges drop repeats by event_id).
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chorus_schemas::{Codec, StreamEvent};
 use chorus_service::{clock, KafkaArgs, Readiness};
@@ -23,8 +22,8 @@ use crate::FanoutError;
 pub struct EventsContext {
     router: Arc<Router>,
     metrics: FanoutMetrics,
-    /// Partitions in the current assignment, for the readiness check in [`run`].
-    assigned: AtomicUsize,
+    /// The current assignment, for the readiness check and the position queries in [`run`].
+    assigned: Mutex<Vec<(String, i32)>>,
 }
 
 impl ClientContext for EventsContext {}
@@ -44,13 +43,13 @@ impl ConsumerContext for EventsContext {
         match rebalance {
             Rebalance::Assign(partitions) => {
                 self.metrics.rebalances.with_label_values(&["assign"]).inc();
-                self.assigned.store(partitions.count(), Ordering::Relaxed);
-                let list: Vec<i32> = partitions
+                let list: Vec<(String, i32)> = partitions
                     .elements()
                     .iter()
-                    .map(|e| e.partition())
+                    .map(|e| (e.topic().to_owned(), e.partition()))
                     .collect();
                 tracing::info!(partitions = ?list, "partitions assigned");
+                *self.assigned.lock().unwrap_or_else(PoisonError::into_inner) = list;
             }
             Rebalance::Revoke(partitions) => {
                 self.metrics.rebalances.with_label_values(&["revoke"]).inc();
@@ -99,14 +98,6 @@ impl PendingOffsets {
 /// Bound of the one end-offset query per partition that had no event yet.
 const WATERMARK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-fn kafka_topic(consumer: &EventsConsumer) -> String {
-    consumer
-        .subscription()
-        .ok()
-        .and_then(|s| s.elements().first().map(|e| e.topic().to_owned()))
-        .unwrap_or_default()
-}
-
 pub fn consumer(
     kafka: &KafkaArgs,
     config: &FanoutConfig,
@@ -120,13 +111,23 @@ pub fn consumer(
         .create_with_context(EventsContext {
             router,
             metrics,
-            assigned: AtomicUsize::new(0),
+            assigned: Mutex::default(),
         })
         .map_err(FanoutError::Consumer)?;
-    consumer
-        .subscribe(&[kafka.topics().events.as_str()])
-        .map_err(FanoutError::Consumer)?;
+    let topics = events_topics(kafka, config);
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(FanoutError::Consumer)?;
     Ok(consumer)
+}
+
+/// The local `events` and the mirrored `<region>.events` of every configured region.
+pub fn events_topics(kafka: &KafkaArgs, config: &FanoutConfig) -> Vec<String> {
+    let events = kafka.topics().events;
+    let mirrored = config
+        .mirrored_regions
+        .iter()
+        .map(|region| format!("{region}.{events}"));
+    std::iter::once(events.clone()).chain(mirrored).collect()
 }
 
 /// Consumes until `shutdown`; sends position heartbeats between events. Fanout is ready once every assigned
@@ -143,8 +144,6 @@ pub async fn run(
 ) -> Result<(), FanoutError> {
     let mut reached_end: HashSet<i32> = HashSet::new();
     let mut pending = PendingOffsets::default();
-    // The one topic this consumer subscribes to (end-of-partition events name no topic).
-    let topic = kafka_topic(&consumer);
     let mut heartbeat = tokio::time::interval(config.heartbeat());
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -160,18 +159,28 @@ pub async fn run(
         let message = match message {
             Ok(message) => message,
             Err(KafkaError::PartitionEOF(partition)) => {
-                // Caught up: the end offset from the last fetch is where the pipeline stands, even for a
-                // partition no event passed through yet, so viewers joining now get a known join position.
-                if !router.knows_position(&topic, partition) {
-                    let query = || consumer.fetch_watermarks(&topic, partition, WATERMARK_TIMEOUT);
+                // End-of-partition events name the partition but not the topic, so both are handled per
+                // partition number across the assigned topics.
+                let assigned: Vec<(String, i32)> = consumer
+                    .context()
+                    .assigned
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                // Caught up: the end offset is where the pipeline stands, even for a partition no event passed
+                // through yet, so viewers joining now get a known join position.
+                for (topic, _) in assigned
+                    .iter()
+                    .filter(|(t, p)| *p == partition && !router.knows_position(t, *p))
+                {
+                    let query = || consumer.fetch_watermarks(topic, partition, WATERMARK_TIMEOUT);
                     match tokio::task::block_in_place(query) {
-                        Ok((_, high)) => router.seed_position(&topic, partition, high),
+                        Ok((_, high)) => router.seed_position(topic, partition, high),
                         Err(error) => tracing::debug!(%error, partition, "no end offset"),
                     }
                 }
-                if reached_end.insert(partition)
-                    && reached_end.len() >= consumer.context().assigned.load(Ordering::Relaxed)
-                {
+                let numbers: HashSet<i32> = assigned.iter().map(|(_, p)| *p).collect();
+                if reached_end.insert(partition) && numbers.is_subset(&reached_end) {
                     readiness.satisfy("partitions");
                 }
                 continue;

@@ -70,6 +70,12 @@ pub async fn run(
         shutdown.clone(),
     ));
     kafka.ensure_topics(Duration::from_secs(10)).await?;
+    // Mirrored topics may not exist yet (their mirror not started): create them as the mirror would.
+    for topic in events::events_topics(&kafka, &config).iter().skip(1) {
+        kafka
+            .ensure_topic(topic, kafka.partitions, Duration::from_secs(10))
+            .await?;
+    }
     let fanout_id = config
         .fanout_id
         .clone()

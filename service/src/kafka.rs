@@ -114,6 +114,42 @@ impl KafkaArgs {
         config
     }
 
+    /// Creates one `delete`-policy topic like `events` (a mirrored `<region>.events`) if it is missing.
+    pub async fn ensure_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        timeout: Duration,
+    ) -> Result<(), KafkaSetupError> {
+        let admin: AdminClient<DefaultClientContext> =
+            self.client_config()
+                .create()
+                .map_err(|source| KafkaSetupError::Client {
+                    brokers: self.brokers.clone(),
+                    source,
+                })?;
+        let retention_ms = (self.events_retention_hours * 3_600_000).to_string();
+        let topic = NewTopic::new(
+            name,
+            partitions,
+            TopicReplication::Fixed(self.replication_factor),
+        )
+        .set("cleanup.policy", "delete")
+        .set("retention.ms", &retention_ms);
+        let options = AdminOptions::new().operation_timeout(Some(timeout));
+        let results = admin
+            .create_topics([&topic], &options)
+            .await
+            .map_err(KafkaSetupError::Request)?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => return Err(KafkaSetupError::CreateTopic { topic, code }),
+            }
+        }
+        Ok(())
+    }
+
     /// Creates Chorus's topics if they are missing. Safe to call from every role at every start.
     pub async fn ensure_topics(&self, timeout: Duration) -> Result<(), KafkaSetupError> {
         let admin: AdminClient<DefaultClientContext> =

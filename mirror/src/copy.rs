@@ -1,0 +1,232 @@
+//! The copying loop: consume the source's `events`, produce each record unchanged to `<region>.events` on the
+//! target, store the source offset once the target acknowledged it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_service::{KafkaArgs, Readiness};
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use prometheus::Registry;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Timestamp};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::MirrorConfig;
+use crate::metrics::MirrorMetrics;
+use crate::MirrorError;
+
+/// Header on every copy: the region the record was copied from.
+pub const MIRRORED_FROM: &str = "chorus-mirrored-from";
+
+/// How often the lag is measured.
+const LAG_EVERY: Duration = Duration::from_secs(1);
+
+/// One copy on its way: (source partition, source offset, value bytes, acknowledged?).
+type Copy = Pin<Box<dyn Future<Output = (i32, i64, usize, bool)> + Send>>;
+
+/// Copies until `shutdown`; then waits (bounded) for the copies in flight and commits.
+pub async fn run(
+    config: MirrorConfig,
+    target: KafkaArgs,
+    admin: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), MirrorError> {
+    let registry = Registry::new();
+    let metrics = MirrorMetrics::register(&registry)?;
+    let readiness = Readiness::waiting_for(&["topics"]);
+    tokio::spawn(chorus_service::serve_admin(
+        admin,
+        registry,
+        readiness.clone(),
+        shutdown.clone(),
+    ));
+    let source = KafkaArgs {
+        brokers: config.source_kafka.clone(),
+        ..target.clone()
+    };
+    let source_topic = source.topics().events;
+    let target_topic = format!("{}.{}", config.source_region, source_topic);
+    let group = config.group.clone().unwrap_or_else(|| {
+        format!(
+            "chorus-mirror-{}-to-{}",
+            config.source_region, target.region
+        )
+    });
+    let consumer: Arc<StreamConsumer> = Arc::new(
+        source
+            .consumer_config(&group)
+            // A new mirror copies what the source still retains; readers bound staleness by event time.
+            .set("auto.offset.reset", "earliest")
+            .create()?,
+    );
+    let metadata = consumer.fetch_metadata(Some(&source_topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len() as i32);
+    if partitions == 0 {
+        return Err(MirrorError::MissingTopic(source_topic));
+    }
+    target
+        .ensure_topic(&target_topic, partitions, Duration::from_secs(10))
+        .await?;
+    let producer: FutureProducer = target
+        .producer_config(Duration::from_secs(1), config.max_in_flight.max(1))
+        // Never give up on a copy: when the target is away, retry until it is back.
+        .set("message.timeout.ms", "0")
+        .create()?;
+    consumer.subscribe(&[source_topic.as_str()])?;
+    readiness.satisfy("topics");
+    tracing::info!(%source_topic, %target_topic, %group, "mirroring");
+
+    tokio::spawn(measure_lag(
+        consumer.clone(),
+        source_topic.clone(),
+        partitions,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let mut in_flight: FuturesOrdered<Copy> = FuturesOrdered::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                acknowledged(&consumer, &source_topic, done, &metrics);
+                metrics.in_flight.set(in_flight.len() as i64);
+            }
+            message = consumer.recv(), if in_flight.len() < config.max_in_flight.max(1) => {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(error) => {
+                        tracing::warn!(%error, "source consume error");
+                        continue;
+                    }
+                };
+                let (partition, offset) = (message.partition(), message.offset());
+                let already_mirrored = message
+                    .headers()
+                    .is_some_and(|h| h.iter().any(|h| h.key == MIRRORED_FROM));
+                if already_mirrored {
+                    metrics.skipped_mirrored.inc();
+                    in_flight.push_back(Box::pin(async move { (partition, offset, 0, true) }));
+                    continue;
+                }
+                let mut headers = OwnedHeaders::new();
+                for header in message.headers().into_iter().flat_map(|h| h.iter()) {
+                    headers = headers.insert(header);
+                }
+                headers = headers.insert(Header {
+                    key: MIRRORED_FROM,
+                    value: Some(config.source_region.as_bytes()),
+                });
+                let value = message.payload().unwrap_or_default();
+                let mut record = FutureRecord::<[u8], [u8]>::to(&target_topic)
+                    .partition(partition)
+                    .payload(value)
+                    .headers(headers);
+                if let Some(key) = message.key() {
+                    record = record.key(key);
+                }
+                if let Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) = message.timestamp() {
+                    record = record.timestamp(ms);
+                }
+                let len = value.len();
+                match producer.send_result(record) {
+                    Ok(delivery) => in_flight.push_back(Box::pin(async move {
+                        let ok = matches!(delivery.await, Ok(Ok(_)));
+                        (partition, offset, len, ok)
+                    })),
+                    Err((error, _)) => {
+                        // Only a full queue gets here, and the in-flight bound keeps it from filling.
+                        metrics.errors.inc();
+                        tracing::error!(%error, partition, offset, "copy not queued; it will be copied again after a restart");
+                        return Err(MirrorError::Kafka(error));
+                    }
+                }
+                metrics.in_flight.set(in_flight.len() as i64);
+            }
+        }
+    }
+    let drain = async {
+        while let Some(done) = in_flight.next().await {
+            acknowledged(&consumer, &source_topic, done, &metrics);
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("copies still in flight at shutdown; they will be copied again");
+    }
+    if let Err(error) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+        tracing::debug!(%error, "final commit");
+    }
+    Ok(())
+}
+
+/// A copy finished: on success its source offset may be committed (copies finish in source order).
+fn acknowledged(
+    consumer: &StreamConsumer,
+    topic: &str,
+    (partition, offset, len, ok): (i32, i64, usize, bool),
+    metrics: &MirrorMetrics,
+) {
+    if !ok {
+        // With no message timeout only a permanent refusal (e.g. a record too large for the target) lands
+        // here: it is counted and logged, and the mirror moves on rather than stalling every partition.
+        metrics.errors.inc();
+        tracing::error!(partition, offset, "the target refused a copy");
+    } else {
+        metrics.records.inc();
+        metrics.bytes.inc_by(len as u64);
+    }
+    if let Err(error) = consumer.store_offset(topic, partition, offset) {
+        tracing::debug!(%error, "offset not stored (partition revoked?)");
+    }
+}
+
+/// Measures, every second and off the copying task, the records in the source past what was consumed.
+async fn measure_lag(
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    partitions: i32,
+    metrics: MirrorMetrics,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(LAG_EVERY);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let (consumer, topic) = (consumer.clone(), topic.clone());
+        let measured =
+            tokio::task::spawn_blocking(move || lag(&consumer, &topic, partitions)).await;
+        if let Ok(Some(lag)) = measured {
+            metrics.lag.set(lag);
+        }
+    }
+}
+
+fn lag(consumer: &StreamConsumer, topic: &str, partitions: i32) -> Option<i64> {
+    let positions = consumer.position().ok()?;
+    let mut lag = 0;
+    for p in 0..partitions {
+        let Some(position) = positions
+            .find_partition(topic, p)
+            .and_then(|e| e.offset().to_raw())
+        else {
+            continue;
+        };
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_millis(500))
+            .ok()?;
+        lag += (high - position.max(0)).max(0);
+    }
+    Some(lag)
+}
