@@ -28,25 +28,38 @@ pub struct TestKafka {
 
 impl TestKafka {
     pub async fn start() -> TestKafka {
-        chorus_service::telemetry::init("warn", false);
         let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
-        let (broker, bootstrap) = match std::env::var("CHORUS_TEST_KAFKA") {
-            Ok(bootstrap) => (None, bootstrap),
-            Err(_) => {
-                let broker = LocalBroker::start(None, "chorus-test")
-                    .await
-                    .expect("start a local broker (scripts/broker)");
-                let bootstrap = broker.bootstrap();
-                (Some(broker), bootstrap)
-            }
-        };
+        match std::env::var("CHORUS_TEST_KAFKA") {
+            Ok(bootstrap) => Self::on(None, &bootstrap, &prefix, "local").await,
+            Err(_) => Self::start_region(&prefix, "local").await,
+        }
+    }
+
+    /// A region of its own: always its own broker, with the given topic prefix and region name.
+    pub async fn start_region(prefix: &str, region: &str) -> TestKafka {
+        let broker = LocalBroker::start(None, &format!("chorus-{region}"))
+            .await
+            .expect("start a local broker (scripts/broker)");
+        let bootstrap = broker.bootstrap();
+        Self::on(Some(broker), &bootstrap, prefix, region).await
+    }
+
+    async fn on(
+        broker: Option<LocalBroker>,
+        bootstrap: &str,
+        prefix: &str,
+        region: &str,
+    ) -> TestKafka {
+        chorus_service::telemetry::init("warn", false);
         let args: KafkaArgs = parse_args(&[
             "--kafka",
-            &bootstrap,
+            bootstrap,
             "--topic-prefix",
-            &prefix,
+            prefix,
             "--partitions",
             "4",
+            "--region",
+            region,
         ])
         .expect("kafka args");
         args.ensure_topics(Duration::from_secs(10))
@@ -67,6 +80,8 @@ pub struct Cluster {
     pub fanouts: Vec<Role>,
     pub edges: Vec<Role>,
     pub http: reqwest::Client,
+    /// Extra flags of every fanout started by [`Cluster::add_fanout`].
+    pub fanout_args: Vec<String>,
 }
 
 const LOCAL: &str = "127.0.0.1:0";
@@ -88,6 +103,16 @@ impl Cluster {
         fanouts: usize,
         edge_args: &[&str],
     ) -> Cluster {
+        Self::start_full(kafka, edges, fanouts, edge_args, &[]).await
+    }
+
+    pub async fn start_full(
+        kafka: TestKafka,
+        edges: usize,
+        fanouts: usize,
+        edge_args: &[&str],
+        fanout_args: &[String],
+    ) -> Cluster {
         let shutdown = CancellationToken::new();
         let ingest = stack::spawn_ingest(
             parse_args(&["--listen", LOCAL, "--admin-listen", LOCAL]).expect("ingest args"),
@@ -103,6 +128,7 @@ impl Cluster {
             fanouts: Vec::new(),
             edges: Vec::new(),
             http: reqwest::Client::new(),
+            fanout_args: fanout_args.to_vec(),
         };
         for _ in 0..edges {
             cluster.add_edge(edge_args).await;
@@ -154,8 +180,10 @@ impl Cluster {
 
     pub async fn add_fanout(&mut self) -> usize {
         let group = self.fanout_group();
+        let mut args = vec!["--admin-listen", LOCAL, "--group", &group];
+        args.extend(self.fanout_args.iter().map(String::as_str));
         let fanout = stack::spawn_fanout(
-            parse_args(&["--admin-listen", LOCAL, "--group", &group]).expect("fanout args"),
+            parse_args(&args).expect("fanout args"),
             self.kafka.args.clone(),
             self.shutdown.child_token(),
         )
@@ -234,6 +262,7 @@ impl Cluster {
             format!("--kafka={}", k.brokers),
             format!("--topic-prefix={}", k.topic_prefix),
             format!("--partitions={}", k.partitions),
+            format!("--region={}", k.region),
         ]
     }
 
@@ -335,8 +364,12 @@ impl Viewer {
     /// Events of the next `events` frames until one with `event_id` arrives; panics after [`WAIT`].
     pub async fn events_until(&mut self, event_id: &str) -> Vec<Value> {
         let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let frame = self.next_frame().await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let frame = self.try_next_frame(left).await.unwrap_or_else(|| {
+                panic!("{event_id} did not arrive within {WAIT:?}; saw {seen:?}")
+            });
             if frame["type"] != "events" {
                 continue;
             }
