@@ -172,11 +172,7 @@ async fn a_killed_mirror_resumes_without_losing_acknowledged_events() {
     let mirrored_topic = format!("a.{}", b.kafka.args.topics().events);
     let mut in_b: HashSet<String> = HashSet::new();
     for partition in 0..b.kafka.args.partitions {
-        let Some(last) = posted
-            .iter()
-            .filter(|p| p.partition == i64::from(partition))
-            .last()
-        else {
+        let Some(last) = posted.iter().rfind(|p| p.partition == i64::from(partition)) else {
             continue;
         };
         in_b.extend(ids_until(&b.kafka.args, &mirrored_topic, partition, &last.event_id).await);
