@@ -1,90 +1,155 @@
-//! `chorus dev`: the whole path on one machine, for a newcomer. Starts a local broker unless one is given,
-//! then ingest, fanout and edge in this process, prints where everything is, and stops it all on Ctrl-C.
+//! `chorus dev`: the whole path on one machine, for a newcomer. Starts a local broker per region unless one is
+//! given, then ingest, fanout and edge per region in this process (and with `--regions 2` or more, a mirror
+//! between every two regions), prints where everything is, and stops it all on Ctrl-C.
 
 use std::time::Duration;
 
 use chorus::broker::LocalBroker;
-use chorus::stack;
+use chorus::stack::{self, Role};
 use chorus_service::{parse_args, KafkaArgs};
 use tokio_util::sync::CancellationToken;
 
+/// Region names used by `--regions N`, in order.
+const REGION_NAMES: [&str; 4] = ["eu", "us", "ap", "sa"];
+
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
-    /// Use this Kafka cluster instead of starting a local broker.
+    /// Use this Kafka cluster instead of starting a local broker (one region only).
     #[arg(long, env = "CHORUS_KAFKA")]
     kafka: Option<String>,
-    /// Port of the local broker.
+    /// Regions to run (1 to 4), each with its own broker and roles, mirrored both ways.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=4))]
+    regions: u16,
+    /// Port of the (first region's) local broker; region i uses this + i.
     #[arg(long, default_value_t = 9092)]
     broker_port: u16,
-    /// Port of the ingest API.
+    /// Port of the (first region's) ingest API; region i uses this + 100 i.
     #[arg(long, default_value_t = 8080)]
     ingest_port: u16,
-    /// Port viewers connect to.
+    /// Port viewers connect to (first region); region i uses this + 100 i.
     #[arg(long, default_value_t = 8081)]
     edge_port: u16,
 }
 
+struct Region {
+    name: String,
+    kafka: KafkaArgs,
+    roles: Vec<(&'static str, Role)>,
+    broker: Option<LocalBroker>,
+}
+
 pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let broker = match &args.kafka {
-        Some(_) => None,
-        None => {
-            eprintln!(
-                "starting a local broker on 127.0.0.1:{} ...",
-                args.broker_port
-            );
-            Some(LocalBroker::start(Some(args.broker_port), "chorus-dev").await?)
-        }
-    };
-    let bootstrap = match (&args.kafka, &broker) {
-        (Some(kafka), _) => kafka.clone(),
-        (None, Some(broker)) => broker.bootstrap(),
-        (None, None) => unreachable!("a broker is started when none is given"),
-    };
-    let kafka: KafkaArgs = parse_args(&["--kafka", &bootstrap])?;
-    kafka.ensure_topics(Duration::from_secs(10)).await?;
-    let ingest_listen = format!("127.0.0.1:{}", args.ingest_port);
-    let edge_listen = format!("127.0.0.1:{}", args.edge_port);
-    let ingest = stack::spawn_ingest(
-        parse_args(&["--listen", &ingest_listen])?,
-        kafka.clone(),
-        shutdown.child_token(),
-    )
-    .await?;
-    let edge = stack::spawn_edge(
-        parse_args(&["--listen", &edge_listen, "--subscription-linger-ms", "500"])?,
-        kafka.clone(),
-        shutdown.child_token(),
-    )
-    .await?;
-    let fanout = stack::spawn_fanout(parse_args(&[])?, kafka, shutdown.child_token()).await?;
-    for admin in [ingest.admin, fanout.admin] {
-        stack::wait_ready(admin, Duration::from_secs(30)).await?;
+    if args.kafka.is_some() && args.regions > 1 {
+        anyhow::bail!(
+            "--kafka names one cluster; --regions needs a broker per region (leave --kafka out)"
+        );
     }
-    println!(
-        r#"
-Chorus is running.
-  ingest        http://{ingest}        (metrics: http://{ingest_admin}/metrics)
-  viewers       ws://{edge}/v1/streams/{{stream_id}}/ws   (metrics: http://{edge_admin}/metrics)
-  fanout        metrics: http://{fanout_admin}/metrics
-  kafka         {bootstrap}
-
-Watch a stream (in another terminal):
-  cargo run -q -- watch ws://{edge}/v1/streams/demo/ws
-
-Post a comment and a like:
-  curl -i -X POST http://{ingest}/v1/streams/demo/comments -H 'content-type: application/json' -H 'x-user-id: alice' -d '{{"text":"hello from chorus"}}'
-  curl -i -X POST http://{ingest}/v1/streams/demo/likes -H 'x-user-id: bob'
-
-Ctrl-C stops everything."#,
-        ingest = ingest.addr,
-        ingest_admin = ingest.admin,
-        edge = edge.addr,
-        edge_admin = edge.admin,
-        fanout_admin = fanout.admin,
-    );
+    let names: Vec<String> = REGION_NAMES[..usize::from(args.regions)]
+        .iter()
+        .map(|n| (*n).to_owned())
+        .collect();
+    let single = names.len() == 1;
+    let mut regions = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let offset = u16::try_from(i)?;
+        let broker = match &args.kafka {
+            Some(_) => None,
+            None => {
+                let port = args.broker_port + offset;
+                eprintln!("starting a local broker for region {name} on 127.0.0.1:{port} ...");
+                Some(LocalBroker::start(Some(port), &format!("chorus-{name}")).await?)
+            }
+        };
+        let bootstrap = match (&args.kafka, &broker) {
+            (Some(kafka), _) => kafka.clone(),
+            (None, Some(broker)) => broker.bootstrap(),
+            (None, None) => unreachable!("a broker is started when none is given"),
+        };
+        let region = if single { "local" } else { name.as_str() };
+        let kafka: KafkaArgs = parse_args(&["--kafka", &bootstrap, "--region", region])?;
+        kafka.ensure_topics(Duration::from_secs(10)).await?;
+        regions.push(Region {
+            name: region.to_owned(),
+            kafka,
+            roles: Vec::new(),
+            broker,
+        });
+    }
+    let all: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
+    for (i, region) in regions.iter_mut().enumerate() {
+        let offset = u16::try_from(i)?;
+        let port = |base: u16, step: u16| format!("127.0.0.1:{}", base + step * offset);
+        let others: Vec<&str> = all
+            .iter()
+            .filter(|n| **n != region.name)
+            .map(String::as_str)
+            .collect();
+        let mirrored = format!("--mirrored-regions={}", others.join(","));
+        let kafka = region.kafka.clone();
+        let ingest = stack::spawn_ingest(
+            parse_args(&[
+                "--listen",
+                &port(args.ingest_port, 100),
+                "--admin-listen",
+                &port(9180, 10),
+            ])?,
+            kafka.clone(),
+            shutdown.child_token(),
+        )
+        .await?;
+        let edge = stack::spawn_edge(
+            parse_args(&[
+                "--listen",
+                &port(args.edge_port, 100),
+                "--internal-listen",
+                &port(8091, 100),
+                "--admin-listen",
+                &port(9181, 10),
+                "--subscription-linger-ms",
+                "500",
+            ])?,
+            kafka.clone(),
+            shutdown.child_token(),
+        )
+        .await?;
+        let fanout_admin = port(9182, 10);
+        let mut fanout_args = vec!["--admin-listen", &fanout_admin];
+        if !others.is_empty() {
+            fanout_args.push(&mirrored);
+        }
+        let fanout =
+            stack::spawn_fanout(parse_args(&fanout_args)?, kafka, shutdown.child_token()).await?;
+        region.roles = vec![("ingest", ingest), ("edge", edge), ("fanout", fanout)];
+    }
+    let mut mirrors = Vec::new();
+    for source in &regions {
+        for target in regions.iter().filter(|t| t.name != source.name) {
+            let config = parse_args(&[
+                "--source-kafka",
+                &source.kafka.brokers,
+                "--source-region",
+                &source.name,
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])?;
+            let mirror =
+                stack::spawn_mirror(config, target.kafka.clone(), shutdown.child_token()).await?;
+            mirrors.push((format!("{} -> {}", source.name, target.name), mirror));
+        }
+    }
+    for region in &regions {
+        for (_, role) in &region.roles {
+            stack::wait_ready(role.admin, Duration::from_secs(30)).await?;
+        }
+    }
+    print_banner(&regions, &mirrors);
     shutdown.cancelled().await;
     eprintln!("stopping ...");
-    for (name, role) in [("ingest", ingest), ("edge", edge), ("fanout", fanout)] {
+    let roles = regions
+        .iter_mut()
+        .flat_map(|r| r.roles.drain(..))
+        .chain(mirrors.into_iter().map(|(_, m)| ("mirror", m)));
+    for (name, role) in roles {
         match tokio::time::timeout(Duration::from_secs(10), role.task).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(error))) => eprintln!("{name} stopped with an error: {error:#}"),
@@ -92,9 +157,55 @@ Ctrl-C stops everything."#,
             Err(_) => eprintln!("{name} did not stop within 10 s"),
         }
     }
-    if let Some(broker) = broker {
-        broker.stop().await;
+    for region in regions {
+        if let Some(broker) = region.broker {
+            broker.stop().await;
+        }
     }
     eprintln!("stopped.");
     Ok(())
+}
+
+fn print_banner(regions: &[Region], mirrors: &[(String, Role)]) {
+    let mut banner = String::from("\nChorus is running.\n");
+    for region in regions {
+        let [(_, ingest), (_, edge), (_, fanout)] = region.roles.as_slice() else {
+            continue;
+        };
+        if regions.len() > 1 {
+            banner.push_str(&format!("region {}\n", region.name));
+        }
+        banner.push_str(&format!(
+            "  ingest        http://{}        (metrics: http://{}/metrics)\n\
+             \x20 viewers       ws://{}/v1/streams/{{stream_id}}/ws   (metrics: http://{}/metrics)\n\
+             \x20 fanout        metrics: http://{}/metrics\n\
+             \x20 kafka         {}\n",
+            ingest.addr, ingest.admin, edge.addr, edge.admin, fanout.admin, region.kafka.brokers
+        ));
+    }
+    for (name, mirror) in mirrors {
+        banner.push_str(&format!(
+            "mirror {name}: metrics http://{}/metrics\n",
+            mirror.admin
+        ));
+    }
+    if let Some(first) = regions.first() {
+        if let [(_, ingest), (_, edge), _] = first.roles.as_slice() {
+            let last = regions
+                .last()
+                .map(|r| &r.roles)
+                .and_then(|r| r.get(1))
+                .map(|(_, e)| e.addr);
+            banner.push_str(&format!(
+                "\nWatch a stream (in another terminal):\n  cargo run -q -- watch ws://{}/v1/streams/demo/ws\n",
+                last.unwrap_or(edge.addr)
+            ));
+            banner.push_str(&format!(
+                "\nPost a comment and a like:\n  curl -i -X POST http://{ingest}/v1/streams/demo/comments -H 'content-type: application/json' -H 'x-user-id: alice' -d '{{\"text\":\"hello from chorus\"}}'\n  curl -i -X POST http://{ingest}/v1/streams/demo/likes -H 'x-user-id: bob'\n",
+                ingest = ingest.addr
+            ));
+        }
+    }
+    banner.push_str("\nCtrl-C stops everything.");
+    println!("{banner}");
 }

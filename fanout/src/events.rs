@@ -26,7 +26,11 @@ pub struct EventsContext {
     assigned: Mutex<Vec<(String, i32)>>,
 }
 
-impl ClientContext for EventsContext {}
+impl ClientContext for EventsContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        chorus_service::kafka::log_client_error(&error, reason);
+    }
+}
 
 impl ConsumerContext for EventsContext {
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {

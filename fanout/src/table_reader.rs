@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chorus_schemas::{Codec, EdgeLease, Subscription, Topics};
+use chorus_service::kafka::ChorusContext;
 use chorus_service::{clock, KafkaArgs, Readiness};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -20,16 +21,18 @@ use crate::FanoutError;
 /// How often expired leases are looked for.
 const EXPIRY_CHECK: Duration = Duration::from_millis(250);
 
-pub fn consumer(
-    kafka: &KafkaArgs,
-    fanout_id: &str,
-) -> Result<(StreamConsumer, usize), FanoutError> {
+/// Reads the compacted tables; its errors are reported the Chorus way (end of partition is no error).
+pub type TableConsumer = StreamConsumer<ChorusContext>;
+
+pub fn consumer(kafka: &KafkaArgs, fanout_id: &str) -> Result<(TableConsumer, usize), FanoutError> {
     let mut config = kafka.consumer_config(&format!("chorus-fanout-tables-{fanout_id}"));
     config
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("fetch.wait.max.ms", "50");
-    let consumer: StreamConsumer = config.create().map_err(FanoutError::Consumer)?;
+    let consumer: TableConsumer = config
+        .create_with_context(ChorusContext)
+        .map_err(FanoutError::Consumer)?;
     let topics = kafka.topics();
     let mut assignment = TopicPartitionList::new();
     for topic in [&topics.subscriptions, &topics.edges] {
@@ -59,7 +62,7 @@ pub fn consumer(
 
 /// Applies table records until `shutdown`; marks fanout ready once every partition was read to its end.
 pub async fn run(
-    consumer: StreamConsumer,
+    consumer: TableConsumer,
     partitions: usize,
     topics: Topics,
     router: Arc<Router>,

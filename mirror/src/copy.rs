@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chorus_service::kafka::ChorusContext;
 use chorus_service::{KafkaArgs, Readiness};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use prometheus::Registry;
@@ -22,6 +23,8 @@ use crate::MirrorError;
 
 /// Header on every copy: the region the record was copied from.
 pub const MIRRORED_FROM: &str = "chorus-mirrored-from";
+
+type MirrorConsumer = StreamConsumer<ChorusContext>;
 
 /// How often the lag is measured.
 const LAG_EVERY: Duration = Duration::from_secs(1);
@@ -57,12 +60,12 @@ pub async fn run(
             config.source_region, target.region
         )
     });
-    let consumer: Arc<StreamConsumer> = Arc::new(
+    let consumer: Arc<MirrorConsumer> = Arc::new(
         source
             .consumer_config(&group)
             // A new mirror copies what the source still retains; readers bound staleness by event time.
             .set("auto.offset.reset", "earliest")
-            .create()?,
+            .create_with_context(ChorusContext)?,
     );
     let metadata = consumer.fetch_metadata(Some(&source_topic), Duration::from_secs(10))?;
     let partitions = metadata
@@ -171,7 +174,7 @@ pub async fn run(
 
 /// A copy finished: on success its source offset may be committed (copies finish in source order).
 fn acknowledged(
-    consumer: &StreamConsumer,
+    consumer: &MirrorConsumer,
     topic: &str,
     (partition, offset, len, ok): (i32, i64, usize, bool),
     metrics: &MirrorMetrics,
@@ -192,7 +195,7 @@ fn acknowledged(
 
 /// Measures, every second and off the copying task, the records in the source past what was consumed.
 async fn measure_lag(
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<MirrorConsumer>,
     topic: String,
     partitions: i32,
     metrics: MirrorMetrics,
@@ -213,7 +216,7 @@ async fn measure_lag(
     }
 }
 
-fn lag(consumer: &StreamConsumer, topic: &str, partitions: i32) -> Option<i64> {
+fn lag(consumer: &MirrorConsumer, topic: &str, partitions: i32) -> Option<i64> {
     let positions = consumer.position().ok()?;
     let mut lag = 0;
     for p in 0..partitions {

@@ -212,3 +212,33 @@ pub fn is_retriable(error: &KafkaError) -> bool {
             | C::OperationTimedOut
     )
 }
+
+/// How every Chorus client reports librdkafka's asynchronous errors: end-of-partition is an expected event,
+/// not an error; a cluster that is away is a warning (clients reconnect by themselves); the rest are errors.
+pub fn log_client_error(error: &KafkaError, reason: &str) {
+    use RDKafkaErrorCode as C;
+    let code = match error {
+        KafkaError::PartitionEOF(_) => return,
+        KafkaError::Global(code) | KafkaError::MessageConsumption(code) => Some(*code),
+        _ => None,
+    };
+    match code {
+        Some(C::PartitionEOF) => {}
+        Some(C::AllBrokersDown | C::BrokerTransportFailure) => {
+            tracing::warn!(target: "librdkafka", %error, reason, "kafka cluster unreachable")
+        }
+        _ => tracing::error!(target: "librdkafka", %error, reason, "kafka client error"),
+    }
+}
+
+/// A client context with Chorus's error reporting and no other behaviour.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChorusContext;
+
+impl rdkafka::ClientContext for ChorusContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(&error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ChorusContext {}
