@@ -157,6 +157,12 @@ async fn viewers_joining_under_load_see_everything_after_their_join_and_nothing_
         earliest_lead <= HEARTBEAT + Duration::from_millis(500),
         "an event acknowledged {earliest_lead:?} before the join was shown"
     );
+    let filled = metric(
+        cluster.fanouts[0].admin,
+        "chorus_fanout_gap_fill_events_total",
+    )
+    .await;
+    println!("gap fill sent {filled} buffered events to the edges for their first viewers");
     let joins = metric(cluster.edges[0].admin, "chorus_edge_joins_total").await
         + metric(cluster.edges[1].admin, "chorus_edge_joins_total").await;
     assert_eq!(joins, 50.0);

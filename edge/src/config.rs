@@ -42,13 +42,6 @@ pub struct EdgeConfig {
         default_value_t = 2_000
     )]
     pub subscription_linger_ms: u64,
-    /// How long the first viewer of a stream waits for fanout to confirm the subscription before `hello`.
-    #[arg(
-        long,
-        env = "CHORUS_EDGE_SUBSCRIBE_TIMEOUT_MS",
-        default_value_t = 3_000
-    )]
-    pub subscribe_timeout_ms: u64,
     /// Frames buffered per stream for viewers that are behind; a viewer further behind gets a `gap` frame.
     #[arg(long, env = "CHORUS_EDGE_STREAM_BUFFER_FRAMES", default_value_t = 256)]
     pub stream_buffer_frames: usize,
@@ -70,9 +63,5 @@ impl EdgeConfig {
 
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.subscription_linger_ms)
-    }
-
-    pub fn subscribe_timeout(&self) -> Duration {
-        Duration::from_millis(self.subscribe_timeout_ms)
     }
 }

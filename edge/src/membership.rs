@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chorus_schemas::{Codec, EdgeLease, Subscription};
+use chorus_schemas::{Codec, EdgeLease, PartitionPosition, Subscription};
 use chorus_service::{clock, KafkaArgs};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -64,12 +64,13 @@ impl Membership {
         &self.lease.edge_id
     }
 
-    /// Announces that this edge has viewers of `stream_id`.
-    pub fn subscribe(&self, stream_id: &str) {
+    /// Announces that this edge has viewers of `stream_id`, the first of whom joined at `positions`.
+    pub fn subscribe(&self, stream_id: &str, positions: Vec<PartitionPosition>) {
         let record = Subscription {
             stream_id: stream_id.to_owned(),
             edge_id: self.lease.edge_id.clone(),
             since_ms: clock::now_ms(),
+            positions,
         };
         match self.subscriptions.encode(&record) {
             Ok(payload) => self.send(

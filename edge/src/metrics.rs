@@ -19,10 +19,8 @@ pub struct EdgeMetrics {
     pub bytes_sent: IntCounter,
     pub events_delivered: IntCounter,
     pub gaps: IntCounter,
-    pub subscribe_wait: Histogram,
     pub joins: IntCounter,
     pub join_to_first_event: Histogram,
-    pub subscribe_timeouts: IntCounter,
     pub membership_writes: IntCounterVec,
 }
 
@@ -81,15 +79,6 @@ impl EdgeMetrics {
                 "chorus_edge_gaps_total",
                 "Gap frames sent to viewers that fell behind",
             )?,
-            subscribe_wait: Histogram::with_opts(
-                HistogramOpts::new(
-                    "chorus_edge_subscribe_wait_seconds",
-                    "Wait of a stream's first viewer for fanout to confirm the subscription",
-                )
-                .buckets(vec![
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                ]),
-            )?,
             joins: counter("chorus_edge_joins_total", "Viewers that received hello")?,
             join_to_first_event: Histogram::with_opts(
                 HistogramOpts::new(
@@ -99,10 +88,6 @@ impl EdgeMetrics {
                 .buckets(vec![
                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 ]),
-            )?,
-            subscribe_timeouts: counter(
-                "chorus_edge_subscribe_timeouts_total",
-                "Subscriptions fanout did not confirm in time (hello sent anyway)",
             )?,
             membership_writes: IntCounterVec::new(
                 Opts::new(
@@ -124,8 +109,6 @@ impl EdgeMetrics {
         registry.register(Box::new(m.bytes_sent.clone()))?;
         registry.register(Box::new(m.events_delivered.clone()))?;
         registry.register(Box::new(m.gaps.clone()))?;
-        registry.register(Box::new(m.subscribe_wait.clone()))?;
-        registry.register(Box::new(m.subscribe_timeouts.clone()))?;
         registry.register(Box::new(m.joins.clone()))?;
         registry.register(Box::new(m.join_to_first_event.clone()))?;
         registry.register(Box::new(m.membership_writes.clone()))?;

@@ -78,10 +78,7 @@ async fn serve(state: PushState, session: SessionId, mut socket: WebSocket) {
                     state.rooms.session_opened(session, partitions);
                     opened = true;
                 }
-                PushFrame::Subscribed {
-                    stream_id,
-                    positions,
-                } => state.rooms.subscribed(session, &stream_id, positions),
+                PushFrame::Subscribed { positions, .. } => state.rooms.advance(positions),
                 PushFrame::Positions(positions) => state.rooms.advance(positions),
                 PushFrame::Events(events) => state.rooms.deliver(events),
             }

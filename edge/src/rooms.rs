@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use chorus_schemas::partition_for;
 use chorus_schemas::wire::{Position, PushedEvent};
-use tokio::sync::{broadcast, watch};
+use chorus_schemas::{partition_for, PartitionPosition};
+use tokio::sync::broadcast;
 
 use crate::dedup::RecentIds;
 use crate::frames::{JoinPosition, StreamFrame};
@@ -31,7 +31,6 @@ pub struct Room {
     pub stream_id: String,
     partition: i32,
     frames: broadcast::Sender<Arc<StreamFrame>>,
-    live: watch::Sender<bool>,
     state: Mutex<RoomState>,
 }
 
@@ -42,8 +41,6 @@ struct RoomState {
     generation: u64,
     /// Per topic, the next offset of the stream's partition after the last event broadcast here.
     positions: HashMap<String, i64>,
-    /// Fanout sessions that have not yet confirmed this room's subscription.
-    pending: HashSet<SessionId>,
     recent: RecentIds,
 }
 
@@ -53,16 +50,6 @@ pub struct Joined {
     pub frames: broadcast::Receiver<Arc<StreamFrame>>,
     /// One position per topic carrying the stream (the local `events` first).
     pub join: Vec<JoinPosition>,
-}
-
-impl Room {
-    /// Resolves once every fanout session connected at the room's creation confirmed it routes this stream
-    /// here, or after `timeout`. Returns false on timeout.
-    pub async fn until_live(&self, timeout: Duration) -> bool {
-        let mut live = self.live.subscribe();
-        let outcome = tokio::time::timeout(timeout, live.wait_for(|l| *l)).await;
-        matches!(outcome, Ok(Ok(_)))
-    }
 }
 
 #[derive(Debug)]
@@ -110,24 +97,36 @@ impl Rooms {
             lock(&room.state).viewers += 1;
             return room.clone();
         }
-        let pending = lock(&self.sessions).clone();
-        let (live, _) = watch::channel(pending.is_empty());
+        let partition = partition_for(stream_id, self.partitions.load(Ordering::Relaxed));
+        // Where the pipeline stands now in the stream's partition of every events topic: the first viewer joins
+        // here, and fanout fills the gap between this and the moment the subscription reaches it.
+        let start: HashMap<String, i64> = lock(&self.positions)
+            .iter()
+            .filter(|((_, p), _)| *p == partition)
+            .map(|((topic, _), offset)| (topic.clone(), *offset))
+            .collect();
+        let positions = start
+            .iter()
+            .map(|(topic, offset)| PartitionPosition {
+                topic: topic.clone(),
+                partition,
+                offset: *offset,
+            })
+            .collect();
         let room = Arc::new(Room {
             stream_id: stream_id.to_owned(),
-            partition: partition_for(stream_id, self.partitions.load(Ordering::Relaxed)),
+            partition,
             frames: broadcast::channel(self.buffer_frames).0,
-            live,
             state: Mutex::new(RoomState {
                 viewers: 1,
                 generation: 0,
-                positions: HashMap::new(),
-                pending,
+                positions: start,
                 recent: RecentIds::new(self.dedup_window),
             }),
         });
         rooms.insert(stream_id.to_owned(), room.clone());
         self.metrics.streams.set(rooms.len() as i64);
-        self.membership.subscribe(stream_id);
+        self.membership.subscribe(stream_id, positions);
         room
     }
 
@@ -212,28 +211,9 @@ impl Rooms {
         self.metrics.push_sessions.inc();
     }
 
-    /// A fanout session ended: rooms waiting for its confirmation no longer do.
     pub fn session_closed(&self, session: SessionId) {
         if lock(&self.sessions).remove(&session) {
             self.metrics.push_sessions.dec();
-        }
-        for room in lock(&self.rooms).values() {
-            self.confirm_room(room, session);
-        }
-    }
-
-    /// Fanout `session` routes `stream_id` here from `positions` on.
-    pub fn subscribed(&self, session: SessionId, stream_id: &str, positions: Vec<Position>) {
-        self.advance(positions);
-        if let Some(room) = lock(&self.rooms).get(stream_id) {
-            self.confirm_room(room, session);
-        }
-    }
-
-    fn confirm_room(&self, room: &Room, session: SessionId) {
-        let mut state = lock(&room.state);
-        if state.pending.remove(&session) && state.pending.is_empty() {
-            room.live.send_replace(true);
         }
     }
 

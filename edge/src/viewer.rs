@@ -85,14 +85,7 @@ async fn watch(state: ViewerState, stream_id: String, mut socket: WebSocket) {
         rooms: state.rooms.clone(),
         room: room.clone(),
     };
-    let waited = Instant::now();
-    if !room.until_live(state.config.subscribe_timeout()).await {
-        metrics.subscribe_timeouts.inc();
-        tracing::warn!("fanout did not confirm the subscription in time; joining anyway");
-    }
-    metrics
-        .subscribe_wait
-        .observe(waited.elapsed().as_secs_f64());
+
     let mut joined = state.rooms.join(&room);
     let hello = ServerFrame::Hello {
         stream_id: &stream_id,

@@ -27,6 +27,10 @@ pub struct FanoutConfig {
     /// Events older than this (by event time) when they reach fanout are not pushed, only counted.
     #[arg(long, env = "CHORUS_FANOUT_STALENESS_MS", default_value_t = 5_000)]
     pub staleness_ms: u64,
+    /// Recent events kept per partition to fill the gap of a stream's first viewer on an edge (the events
+    /// between its join and the moment its subscription reaches fanout); older than the staleness bound go too.
+    #[arg(long, env = "CHORUS_FANOUT_GAP_FILL_BUFFER", default_value_t = 4_096)]
+    pub gap_fill_buffer: usize,
     /// Frames queued per edge link; when full, further events for that edge are dropped and counted.
     #[arg(long, env = "CHORUS_FANOUT_LINK_QUEUE", default_value_t = 8_192)]
     pub link_queue: usize,

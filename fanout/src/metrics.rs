@@ -9,6 +9,8 @@ pub struct FanoutMetrics {
     pub events_undecodable: IntCounter,
     pub deliveries_pushed: IntCounter,
     pub link_queue_full: IntCounter,
+    pub gap_fill_events: IntCounter,
+    pub gap_fill_short: IntCounter,
     pub links_connected: IntGauge,
     pub link_connects: IntCounterVec,
     pub push_batches: IntCounter,
@@ -44,6 +46,14 @@ impl FanoutMetrics {
             link_queue_full: counter(
                 "chorus_fanout_link_queue_full_total",
                 "Frames dropped because an edge link's queue was full",
+            )?,
+            gap_fill_events: counter(
+                "chorus_fanout_gap_fill_events_total",
+                "Buffered events sent to an edge for its new subscription's first viewer",
+            )?,
+            gap_fill_short: counter(
+                "chorus_fanout_gap_fill_short_total",
+                "New subscriptions whose join position was older than the buffer reaches",
             )?,
             links_connected: IntGauge::new(
                 "chorus_fanout_links_connected",
@@ -100,6 +110,8 @@ impl FanoutMetrics {
         registry.register(Box::new(m.events_undecodable.clone()))?;
         registry.register(Box::new(m.deliveries_pushed.clone()))?;
         registry.register(Box::new(m.link_queue_full.clone()))?;
+        registry.register(Box::new(m.gap_fill_events.clone()))?;
+        registry.register(Box::new(m.gap_fill_short.clone()))?;
         registry.register(Box::new(m.links_connected.clone()))?;
         registry.register(Box::new(m.link_connects.clone()))?;
         registry.register(Box::new(m.push_batches.clone()))?;

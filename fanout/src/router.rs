@@ -2,12 +2,12 @@
 //! partitions it owns. One lock orders routing an event and confirming a subscription, so a `Subscribed`
 //! frame's positions are exact: every event at or after them goes to that edge.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chorus_schemas::wire::{Position, PushFrame, PushedEvent};
-use chorus_schemas::{EdgeLease, EventKind, StreamEvent, Subscription};
+use chorus_schemas::{EdgeLease, EventKind, PartitionPosition, StreamEvent, Subscription};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -66,6 +66,8 @@ struct Inner {
     /// Next offset to hand on, per owned topic-partition.
     positions: HashMap<(String, i32), i64>,
     likes: HashMap<String, u64>,
+    /// Recent events per owned topic-partition, oldest first, for gap fill.
+    recent: HashMap<(String, i32), VecDeque<PushedEvent>>,
     /// Incremented for every routed event; links report how far they wrote in these numbers.
     seq: u64,
 }
@@ -152,6 +154,7 @@ impl Router {
             likes_total,
             event,
         };
+        self.remember(&mut inner, &pushed, now_ms);
         let inner = &*inner;
         for edge in inner.tables.edges_of(&pushed.event.stream_id) {
             if let Some(link) = inner.links.get(edge) {
@@ -161,6 +164,62 @@ impl Router {
             }
         }
         seq
+    }
+
+    /// Keeps `pushed` in its partition's buffer, bounded by count and by the staleness bound.
+    fn remember(&self, inner: &mut Inner, pushed: &PushedEvent, now_ms: i64) {
+        let cap = self.config.gap_fill_buffer;
+        if cap == 0 {
+            return;
+        }
+        let buffer = inner
+            .recent
+            .entry((pushed.topic.clone(), pushed.partition))
+            .or_default();
+        buffer.push_back(pushed.clone());
+        let oldest_kept = now_ms - self.config.staleness_ms as i64;
+        while buffer.len() > cap
+            || buffer
+                .front()
+                .is_some_and(|e| e.event.created_ms < oldest_kept)
+        {
+            buffer.pop_front();
+        }
+    }
+
+    /// The buffered events of `stream` at or after `positions`, for a new subscription's first viewer.
+    fn gap_fill(
+        &self,
+        inner: &Inner,
+        stream: &str,
+        positions: &[PartitionPosition],
+    ) -> Vec<PushedEvent> {
+        let mut fill = Vec::new();
+        for position in positions {
+            let key = (position.topic.clone(), position.partition);
+            let Some(&next) = inner.positions.get(&key) else {
+                continue; // not a partition this instance owns
+            };
+            if next <= position.offset {
+                continue; // nothing passed since the join
+            }
+            let buffer = inner.recent.get(&key);
+            let reaches = buffer
+                .and_then(|b| b.front())
+                .is_some_and(|e| e.offset <= position.offset);
+            if !reaches {
+                self.metrics.gap_fill_short.inc();
+                tracing::warn!(topic = %position.topic, partition = position.partition, "gap fill buffer does not reach back to a join position");
+            }
+            fill.extend(
+                buffer
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e.offset >= position.offset && e.event.stream_id == stream)
+                    .cloned(),
+            );
+        }
+        fill
     }
 
     /// Queues a frame to a link; a full queue drops it (counted): one slow edge never stalls the others.
@@ -189,15 +248,27 @@ impl Router {
             .min(inner.seq)
     }
 
-    /// Applies a record of `subscriptions`; a new subscription is confirmed to its edge with exact positions.
+    /// Applies a record of `subscriptions`. For a new subscription, the edge first gets the buffered events of
+    /// the stream from its first viewer's join position on (routing it from now on happens under the same
+    /// lock, so nothing falls between), then the positions the pushes continue from.
     pub fn on_subscription(&self, key: &str, value: Option<Subscription>) {
         let mut inner = lock(&self.inner);
+        let joined_at = value
+            .as_ref()
+            .map(|s| s.positions.clone())
+            .unwrap_or_default();
         let added = inner.tables.apply_subscription(key, value);
         self.metrics
             .subscriptions
             .set(inner.tables.subscription_count() as i64);
         if let Some((stream_id, edge)) = added {
             if let Some(link) = inner.links.get(&edge) {
+                let fill = self.gap_fill(&inner, &stream_id, &joined_at);
+                tracing::debug!(%stream_id, %edge, ?joined_at, filled = fill.len(), "new subscription");
+                if !fill.is_empty() {
+                    self.metrics.gap_fill_events.inc_by(fill.len() as u64);
+                    self.push(link, inner.seq, PushFrame::Events(fill));
+                }
                 let positions = inner.positions();
                 self.push(
                     link,
@@ -324,17 +395,22 @@ impl Router {
         let mut inner = lock(&self.inner);
         for tp in revoked {
             inner.positions.remove(tp);
+            inner.recent.remove(tp);
         }
     }
 
-    /// What a (re)connected link sends first: who we are, every subscription of that edge, our positions.
+    /// What a (re)connected link sends first: who we are, our positions (so the edge's first viewers get
+    /// known join positions at once), every subscription of that edge.
     pub fn opening_frames(&self, edge: &str) -> Vec<PushFrame> {
         let inner = lock(&self.inner);
         let positions = inner.positions();
-        let mut frames = vec![PushFrame::Hello {
-            fanout_id: self.fanout_id.clone(),
-            partitions: self.partitions,
-        }];
+        let mut frames = vec![
+            PushFrame::Hello {
+                fanout_id: self.fanout_id.clone(),
+                partitions: self.partitions,
+            },
+            PushFrame::Positions(positions.clone()),
+        ];
         frames.extend(
             inner
                 .tables

@@ -140,6 +140,7 @@ mod tests {
             stream_id: stream.into(),
             edge_id: edge.into(),
             since_ms: 0,
+            positions: Vec::new(),
         }
     }
 

@@ -14,5 +14,5 @@ pub mod topics;
 pub mod wire;
 
 pub use avro::{Codec, CodecError};
-pub use records::{EdgeLease, EventKind, StreamEvent, Subscription};
+pub use records::{EdgeLease, EventKind, PartitionPosition, StreamEvent, Subscription};
 pub use topics::{is_valid_stream_id, partition_for, Topics};

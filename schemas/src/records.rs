@@ -29,6 +29,17 @@ pub struct Subscription {
     pub stream_id: String,
     pub edge_id: String,
     pub since_ms: i64,
+    /// The first viewer's join positions: fanout sends the edge what it already passed from there on.
+    #[serde(default)]
+    pub positions: Vec<PartitionPosition>,
+}
+
+/// A topic-partition and an offset in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionPosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
 }
 
 impl Subscription {
