@@ -79,24 +79,37 @@ pub async fn spawn_edge(
     })
 }
 
-pub async fn spawn_fanout(
-    config: FanoutConfig,
-    kafka: KafkaArgs,
+/// A role that serves only its admin port: binds it and runs `run(admin listener, token)`.
+async fn spawn_admin_only<F, Fut, E>(
+    admin_listen: SocketAddr,
     shutdown: CancellationToken,
-) -> anyhow::Result<Role> {
-    let (admin_listener, admin) = bind(config.admin_listen).await?;
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
-        chorus_fanout::run(config, kafka, admin_listener, token)
-            .await
-            .map_err(anyhow::Error::from)
-    });
+    run: F,
+) -> anyhow::Result<Role>
+where
+    F: FnOnce(TcpListener, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<anyhow::Error>,
+{
+    let (admin_listener, admin) = bind(admin_listen).await?;
+    let running = run(admin_listener, shutdown.clone());
+    let task = tokio::spawn(async move { running.await.map_err(Into::into) });
     Ok(Role {
         addr: admin,
         admin,
         shutdown,
         task,
     })
+}
+
+pub async fn spawn_fanout(
+    config: FanoutConfig,
+    kafka: KafkaArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Role> {
+    spawn_admin_only(config.admin_listen, shutdown, |admin, token| {
+        chorus_fanout::run(config, kafka, admin, token)
+    })
+    .await
 }
 
 pub async fn spawn_analytics(
@@ -104,20 +117,12 @@ pub async fn spawn_analytics(
     kafka: KafkaArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Role> {
-    let (admin_listener, admin) = bind(config.admin_listen).await?;
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
-        chorus_analytics::run(config, kafka, admin_listener, token)
+    spawn_admin_only(config.admin_listen, shutdown, |admin, token| async move {
+        chorus_analytics::run(config, kafka, admin, token)
             .await
             .map(|_| ())
-            .map_err(anyhow::Error::from)
-    });
-    Ok(Role {
-        addr: admin,
-        admin,
-        shutdown,
-        task,
     })
+    .await
 }
 
 pub async fn spawn_mirror(
@@ -125,19 +130,10 @@ pub async fn spawn_mirror(
     kafka: KafkaArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Role> {
-    let (admin_listener, admin) = bind(config.admin_listen).await?;
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
-        chorus_mirror::run(config, kafka, admin_listener, token)
-            .await
-            .map_err(anyhow::Error::from)
-    });
-    Ok(Role {
-        addr: admin,
-        admin,
-        shutdown,
-        task,
+    spawn_admin_only(config.admin_listen, shutdown, |admin, token| {
+        chorus_mirror::run(config, kafka, admin, token)
     })
+    .await
 }
 
 /// Waits until `GET http://{admin}/readyz` answers 200, polling every 50 ms, for at most `timeout`.

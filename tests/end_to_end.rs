@@ -5,8 +5,7 @@ mod support;
 use std::time::Instant;
 
 use chorus_schemas::partition_for;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use support::{metric, Cluster, WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,20 +95,8 @@ async fn comments_and_likes_reach_every_viewer_of_their_stream_once() {
 /// Reads `subscriptions` from the beginning until `count` tombstones of `stream` were seen.
 async fn subscription_tombstones(cluster: &Cluster, stream: &str, count: usize) -> Vec<String> {
     let kafka = &cluster.kafka.args;
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("group.id", format!("check-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let topic = kafka.topics().subscriptions;
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..kafka.partitions {
-        assignment
-            .add_partition_offset(&topic, p, Offset::Beginning)
-            .expect("partition");
-    }
-    consumer.assign(&assignment).expect("assign");
+    let consumer =
+        support::read_from_start(kafka, &kafka.topics().subscriptions, 0..kafka.partitions);
     let mut found = Vec::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     while found.len() < count {

@@ -9,9 +9,8 @@ use chorus::broker::free_port;
 use chorus::stack;
 use chorus_schemas::{Codec, EventKind, StreamEvent};
 use chorus_service::{parse_args, KafkaArgs};
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use serde_json::Value;
 use support::{TestKafka, WAIT};
 use tokio_util::sync::CancellationToken;
@@ -317,20 +316,7 @@ async fn read_events(
     kafka: &KafkaArgs,
     count: usize,
 ) -> Vec<(String, String, i32, i64, StreamEvent)> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("group.id", format!("check-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let topic = kafka.topics().events;
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..kafka.partitions {
-        assignment
-            .add_partition_offset(&topic, p, Offset::Beginning)
-            .expect("partition");
-    }
-    consumer.assign(&assignment).expect("assign");
+    let consumer = support::read_from_start(kafka, &kafka.topics().events, 0..kafka.partitions);
     let codec = Codec::stream_event().expect("codec");
     let mut found = Vec::new();
     while found.len() < count {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chorus_service::KafkaArgs;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
 use serde_json::Value;
 use support::load::post_at_rate;
 use support::{Cluster, Process, TestKafka, WAIT};
@@ -50,16 +50,7 @@ fn id(accepted: &Value) -> &str {
 
 /// The event ids of one partition of `topic`, from the beginning up to and including `last`.
 async fn ids_until(kafka: &KafkaArgs, topic: &str, partition: i32, last: &str) -> Vec<String> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("group.id", format!("check-{}", uuid::Uuid::new_v4()))
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, partition, Offset::Beginning)
-        .expect("partition");
-    consumer.assign(&assignment).expect("assign");
+    let consumer = support::read_from_start(kafka, topic, [partition]);
     let codec = chorus_schemas::Codec::stream_event().expect("codec");
     let mut ids = Vec::new();
     loop {

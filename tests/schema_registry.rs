@@ -11,8 +11,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chorus::stack;
 use chorus_service::KafkaArgs;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use serde_json::Value;
 use support::{Cluster, TestKafka, WAIT};
 
@@ -45,16 +44,7 @@ async fn start_registry() -> (String, Registered) {
 
 /// The first bytes of the records of `events`, in offset order of partition `partition`.
 async fn record_prefixes(kafka: &KafkaArgs, partition: i32, count: usize) -> Vec<Vec<u8>> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("group.id", format!("check-{}", uuid::Uuid::new_v4()))
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(&kafka.topics().events, partition, Offset::Beginning)
-        .expect("partition");
-    consumer.assign(&assignment).expect("assign");
+    let consumer = support::read_from_start(kafka, &kafka.topics().events, [partition]);
     let mut prefixes = Vec::new();
     while prefixes.len() < count {
         let message = tokio::time::timeout(WAIT, consumer.recv())

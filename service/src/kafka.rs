@@ -121,37 +121,42 @@ impl KafkaArgs {
         partitions: i32,
         timeout: Duration,
     ) -> Result<(), KafkaSetupError> {
-        let admin: AdminClient<DefaultClientContext> =
-            self.client_config()
-                .create()
-                .map_err(|source| KafkaSetupError::Client {
-                    brokers: self.brokers.clone(),
-                    source,
-                })?;
-        let retention_ms = (self.events_retention_hours * 3_600_000).to_string();
-        let topic = NewTopic::new(
-            name,
-            partitions,
-            TopicReplication::Fixed(self.replication_factor),
-        )
-        .set("cleanup.policy", "delete")
-        .set("retention.ms", &retention_ms);
-        let options = AdminOptions::new().operation_timeout(Some(timeout));
-        let results = admin
-            .create_topics([&topic], &options)
-            .await
-            .map_err(KafkaSetupError::Request)?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => return Err(KafkaSetupError::CreateTopic { topic, code }),
-            }
-        }
-        Ok(())
+        let retention_ms = self.retention_ms();
+        let topic = NewTopic::new(name, partitions, self.replication())
+            .set("cleanup.policy", "delete")
+            .set("retention.ms", &retention_ms);
+        self.create_topics(&[topic], timeout).await
     }
 
     /// Creates Chorus's topics if they are missing. Safe to call from every role at every start.
     pub async fn ensure_topics(&self, timeout: Duration) -> Result<(), KafkaSetupError> {
+        let topics = self.topics();
+        let retention_ms = self.retention_ms();
+        let new_topics = [
+            NewTopic::new(&topics.events, self.partitions, self.replication())
+                .set("cleanup.policy", "delete")
+                .set("retention.ms", &retention_ms),
+            NewTopic::new(&topics.subscriptions, self.partitions, self.replication())
+                .set("cleanup.policy", "compact"),
+            NewTopic::new(&topics.edges, 1, self.replication()).set("cleanup.policy", "compact"),
+        ];
+        self.create_topics(&new_topics, timeout).await
+    }
+
+    fn replication(&self) -> TopicReplication<'static> {
+        TopicReplication::Fixed(self.replication_factor)
+    }
+
+    fn retention_ms(&self) -> String {
+        (self.events_retention_hours * 3_600_000).to_string()
+    }
+
+    /// Creates `topics`; one that already exists is fine.
+    async fn create_topics(
+        &self,
+        topics: &[NewTopic<'_>],
+        timeout: Duration,
+    ) -> Result<(), KafkaSetupError> {
         let admin: AdminClient<DefaultClientContext> =
             self.client_config()
                 .create()
@@ -159,20 +164,9 @@ impl KafkaArgs {
                     brokers: self.brokers.clone(),
                     source,
                 })?;
-        let topics = self.topics();
-        let replication = || TopicReplication::Fixed(self.replication_factor);
-        let retention_ms = (self.events_retention_hours * 3_600_000).to_string();
-        let new_topics = [
-            NewTopic::new(&topics.events, self.partitions, replication())
-                .set("cleanup.policy", "delete")
-                .set("retention.ms", &retention_ms),
-            NewTopic::new(&topics.subscriptions, self.partitions, replication())
-                .set("cleanup.policy", "compact"),
-            NewTopic::new(&topics.edges, 1, replication()).set("cleanup.policy", "compact"),
-        ];
         let options = AdminOptions::new().operation_timeout(Some(timeout));
         let results = admin
-            .create_topics(&new_topics, &options)
+            .create_topics(topics, &options)
             .await
             .map_err(KafkaSetupError::Request)?;
         for result in results {

@@ -391,6 +391,29 @@ impl Viewer {
     }
 }
 
+/// A consumer of `topic` from the beginning of `partitions`, in a throwaway group (it commits nothing).
+pub fn read_from_start(
+    kafka: &KafkaArgs,
+    topic: &str,
+    partitions: impl IntoIterator<Item = i32>,
+) -> rdkafka::consumer::StreamConsumer {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", format!("check-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in partitions {
+        assignment
+            .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    consumer
+}
+
 /// Reads a metric (summed over its label sets) from an admin port.
 pub async fn metric(admin: SocketAddr, name: &str) -> f64 {
     let body = reqwest::get(format!("http://{admin}/metrics"))
