@@ -1,13 +1,25 @@
 //! A bounded memory of recent event ids, to drop the repeats at-least-once delivery brings.
+//!
+//! Ids are kept as 64-bit hashes (16 bytes an id with the set's and queue's entries, instead of a string of
+//! 36 or more): two different events in one window of 4096 collide with a probability near 10^-12, and a
+//! collision only hides one comment from that stream's viewers on one edge.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 
 /// Remembers the last `capacity` ids; memory is bounded by that many ids whatever the traffic.
 #[derive(Debug)]
 pub struct RecentIds {
-    seen: HashSet<String>,
-    order: VecDeque<String>,
+    seen: HashSet<u64>,
+    order: VecDeque<u64>,
     capacity: usize,
+}
+
+fn digest(id: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    id.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl RecentIds {
@@ -21,7 +33,8 @@ impl RecentIds {
 
     /// True the first time an id is offered (within the window), false for a repeat.
     pub fn first_time(&mut self, id: &str) -> bool {
-        if self.seen.contains(id) {
+        let id = digest(id);
+        if self.seen.contains(&id) {
             return false;
         }
         if self.order.len() == self.capacity {
@@ -29,8 +42,8 @@ impl RecentIds {
                 self.seen.remove(&oldest);
             }
         }
-        self.seen.insert(id.to_owned());
-        self.order.push_back(id.to_owned());
+        self.seen.insert(id);
+        self.order.push_back(id);
         true
     }
 }
