@@ -7,19 +7,24 @@
 //!                                  +-- Kafka `subscriptions`, `edges` (written by the edge)
 //! ```
 //!
-//! - [`viewer`]: the viewer endpoint; [`frames`]: the JSON frames viewers receive;
+//! - [`viewer`] (WebSocket), [`sse`] (Server-Sent Events), [`poll`] (long-poll): the viewer endpoints, with
+//!   what they share in [`watching`] and [`cursor`]; [`frames`]: the JSON frames viewers receive;
 //! - [`rooms`]: streams with viewers here, join positions and broadcast; [`dedup`]: repeat suppression;
 //! - [`push`]: the internal endpoint fanout pushes to; [`membership`]: lease and subscription records;
 //! - [`config`], [`metrics`].
 
 pub mod config;
+pub mod cursor;
 pub mod dedup;
 pub mod frames;
 pub mod membership;
 pub mod metrics;
+pub mod poll;
 pub mod push;
 pub mod rooms;
+pub mod sse;
 pub mod viewer;
+pub mod watching;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! position advanced, and a viewer subscribing and reading its join position. So a viewer receives every event
 //! at or after its join position and can filter out everything before it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -42,6 +42,18 @@ struct RoomState {
     /// Per topic, the next offset of the stream's partition after the last event broadcast here.
     positions: HashMap<String, i64>,
     recent: RecentIds,
+    /// The last frames broadcast, for long-poll and SSE clients that come back with a cursor.
+    frames: VecDeque<Arc<StreamFrame>>,
+}
+
+/// What a client returning with a cursor missed, and its subscription for what comes next.
+#[derive(Debug)]
+pub struct Resumed {
+    /// Buffered frames with events at or after the cursor, oldest first.
+    pub frames: Vec<Arc<StreamFrame>>,
+    /// The buffer no longer reaches back to the cursor: events in between are lost to this client.
+    pub gap: bool,
+    pub next: broadcast::Receiver<Arc<StreamFrame>>,
 }
 
 /// What a viewer holds: frames from its join on, and where it joined.
@@ -122,6 +134,7 @@ impl Rooms {
                 generation: 0,
                 positions: start,
                 recent: RecentIds::new(self.dedup_window),
+                frames: VecDeque::new(),
             }),
         });
         rooms.insert(stream_id.to_owned(), room.clone());
@@ -158,6 +171,29 @@ impl Rooms {
             })
             .collect();
         Joined { frames, join }
+    }
+
+    /// A client comes back at `cursor` (where its last response left it): the buffered frames it has not
+    /// seen, and a subscription for the next ones, taken under the room's lock so nothing falls between.
+    pub fn resume(&self, room: &Room, cursor: &[JoinPosition]) -> Resumed {
+        let state = lock(&room.state);
+        let next = room.frames.subscribe();
+        let frames: Vec<Arc<StreamFrame>> = state
+            .frames
+            .iter()
+            .filter(|f| f.event_count(cursor) > 0)
+            .cloned()
+            .collect();
+        let oldest = state.frames.front();
+        let gap = state.frames.len() == self.buffer_frames
+            && oldest.is_some_and(|f| {
+                f.first_offsets.iter().any(|(topic, first)| {
+                    cursor
+                        .iter()
+                        .any(|c| &c.topic == topic && c.offset.is_some_and(|o| o < *first))
+                })
+            });
+        Resumed { frames, gap, next }
     }
 
     /// A viewer left. When it was the last, the subscription is withdrawn after the linger, unless a viewer
@@ -276,8 +312,13 @@ impl Rooms {
         let frame_events: Vec<(String, i64)> =
             fresh.iter().map(|e| (e.topic.clone(), e.offset)).collect();
         if let Some(frame) = StreamFrame::encode(&room.stream_id, fresh) {
+            let frame = Arc::new(frame);
+            if state.frames.len() == self.buffer_frames {
+                state.frames.pop_front();
+            }
+            state.frames.push_back(frame.clone());
             // No receiver is fine: the room is lingering.
-            let _ = room.frames.send(Arc::new(frame));
+            let _ = room.frames.send(frame);
         }
         for event in &frame_events {
             let next = state

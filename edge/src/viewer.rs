@@ -1,15 +1,15 @@
 //! Viewers over WebSocket: `GET /v1/streams/{stream_id}/ws`. The server sends `hello` (with the join position),
-//! then `events` and `likes` frames as they come, and `gap` when the viewer fell behind.
+//! then `events` and `likes` frames as they come, and `gap` when the viewer fell behind. The same stream is
+//! served over Server-Sent Events ([`crate::sse`]) and long-poll ([`crate::poll`]).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use futures_util::StreamExt;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::EdgeConfig;
 use crate::frames::ServerFrame;
 use crate::metrics::EdgeMetrics;
-use crate::rooms::{Room, Rooms};
+use crate::rooms::Rooms;
+use crate::watching::{check_stream_id, hello, Presence};
 
 #[derive(Debug, Clone)]
 pub struct ViewerState {
@@ -28,9 +29,12 @@ pub struct ViewerState {
     pub shutdown: CancellationToken,
 }
 
+/// Every viewer transport: WebSocket, SSE and long-poll.
 pub fn router(state: ViewerState) -> Router {
     Router::new()
         .route("/v1/streams/{stream_id}/ws", get(upgrade))
+        .route("/v1/streams/{stream_id}/sse", get(crate::sse::serve))
+        .route("/v1/streams/{stream_id}/poll", get(crate::poll::serve))
         .with_state(state)
 }
 
@@ -39,23 +43,8 @@ async fn upgrade(
     Path(stream_id): Path<String>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !chorus_schemas::is_valid_stream_id(&stream_id) {
-        state
-            .metrics
-            .rejected
-            .with_label_values(&["bad_stream_id"])
-            .inc();
-        return (
-            StatusCode::BAD_REQUEST,
-            [("content-type", "application/problem+json")],
-            Json(serde_json::json!({
-                "type": "urn:chorus:problem:bad-stream-id",
-                "title": "Invalid stream id",
-                "status": 400,
-                "detail": "a stream id is 1 to 128 characters from A-Z a-z 0-9 . _ - and starts with a letter or digit",
-            })),
-        )
-            .into_response();
+    if let Some(refused) = check_stream_id(&state.metrics, &stream_id) {
+        return refused;
     }
     ws.max_message_size(state.config.max_inbound_bytes)
         .max_frame_size(state.config.max_inbound_bytes)
@@ -63,39 +52,18 @@ async fn upgrade(
         .on_upgrade(move |socket| watch(state, stream_id, socket))
 }
 
-/// Leaves the room however the connection ends.
-struct Presence {
-    rooms: Arc<Rooms>,
-    room: Arc<Room>,
-}
-
-impl Drop for Presence {
-    fn drop(&mut self) {
-        self.rooms.leave(&self.room);
-    }
-}
-
 #[tracing::instrument(name = "edge.viewer", skip_all, fields(stream_id = %stream_id))]
 async fn watch(state: ViewerState, stream_id: String, mut socket: WebSocket) {
     let metrics = state.metrics.clone();
-    let connections = metrics.connections.with_label_values(&["websocket"]);
-    connections.inc();
-    let room = state.rooms.enter(&stream_id);
-    let _presence = Presence {
-        rooms: state.rooms.clone(),
-        room: room.clone(),
-    };
-
-    let mut joined = state.rooms.join(&room);
-    let hello = ServerFrame::Hello {
-        stream_id: &stream_id,
-        edge_id: &state.edge_id,
-        join: &joined.join,
-        heartbeat_ms: state.config.heartbeat_ms,
-    }
-    .to_text();
+    let presence = Presence::enter(&state.rooms, &stream_id, &metrics, "websocket");
+    let mut joined = state.rooms.join(&presence.room);
+    let hello = hello(
+        &stream_id,
+        &state.edge_id,
+        &joined.join,
+        state.config.heartbeat_ms,
+    );
     if send(&mut socket, &metrics, hello).await.is_err() {
-        connections.dec();
         return;
     }
     metrics.joins.inc();
@@ -143,7 +111,6 @@ async fn watch(state: ViewerState, stream_id: String, mut socket: WebSocket) {
             },
         }
     }
-    connections.dec();
 }
 
 async fn send(

@@ -1,0 +1,213 @@
+//! The same stream over Server-Sent Events and long-poll, against a real broker: hello with the join position,
+//! every comment after it and none before, resumption from a cursor (SSE `Last-Event-ID`, long-poll `cursor`).
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use support::{Cluster, WAIT};
+
+/// One Server-Sent Event: its `id:`, `retry:` and the JSON of its `data:`.
+#[derive(Debug)]
+struct SseEvent {
+    id: Option<String>,
+    retry: Option<String>,
+    data: Value,
+}
+
+/// Reads events from an SSE response body.
+struct SseReader {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl SseReader {
+    async fn open(http: &reqwest::Client, url: &str, last_event_id: Option<&str>) -> SseReader {
+        let mut request = http.get(url);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.expect("sse request");
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"].to_str().expect("type"),
+            "text/event-stream"
+        );
+        SseReader {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event with data (keep-alive comments are skipped), within WAIT.
+    async fn next(&mut self) -> SseEvent {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name).map(|v| v.trim_start().to_owned()))
+                };
+                if let Some(data) = field("data:") {
+                    return SseEvent {
+                        id: field("id:"),
+                        retry: field("retry:"),
+                        data: serde_json::from_str(&data).expect("JSON data"),
+                    };
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
+                .await
+                .expect("an event in time")
+                .expect("stream open")
+                .expect("body chunk");
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        }
+    }
+
+    /// Events of `events` frames until `event_id` arrives; returns them with the last frame's id.
+    async fn events_until(&mut self, event_id: &str) -> (Vec<Value>, Option<String>) {
+        let mut seen = Vec::new();
+        loop {
+            let event = self.next().await;
+            if event.data["type"] == "events" {
+                seen.extend(
+                    event.data["events"]
+                        .as_array()
+                        .expect("events")
+                        .iter()
+                        .cloned(),
+                );
+                if seen.iter().any(|e| e["event_id"] == event_id) {
+                    return (seen, event.id);
+                }
+            }
+        }
+    }
+}
+
+fn id(accepted: &Value) -> &str {
+    accepted["event_id"].as_str().expect("event_id")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sent_events_deliver_from_the_join_and_resume_from_last_event_id() {
+    let cluster = Cluster::start(1, 1).await;
+    let url = format!("http://{}/v1/streams/sse-stream/sse", cluster.edges[0].addr);
+    // A comment the pipeline has passed (a WebSocket viewer saw it) before the SSE client joins.
+    let mut early = cluster.viewer(0, "sse-stream").await;
+    let before = cluster.comment("sse-stream", "u", "before the join").await;
+    early.events_until(id(&before)).await;
+
+    let mut reader = SseReader::open(&cluster.http, &url, None).await;
+    let hello = reader.next().await;
+    assert_eq!(hello.data["type"], "hello", "{:?}", hello.data);
+    assert!(hello.retry.is_some(), "hello carries retry:");
+    let hello_id = hello.id.expect("hello carries id:");
+    let join = hello.data["join"][0]["offset"]
+        .as_i64()
+        .expect("join offset");
+    assert!(join > before["offset"].as_i64().expect("offset"));
+
+    let first = cluster.comment("sse-stream", "u", "first").await;
+    let (seen, first_id) = reader.events_until(id(&first)).await;
+    assert_eq!(seen.len(), 1, "only what came after the join: {seen:?}");
+    assert_eq!(seen[0]["text"], "first");
+    assert_ne!(
+        first_id.as_deref(),
+        Some(hello_id.as_str()),
+        "the id moves with the stream"
+    );
+    drop(reader);
+
+    // A browser reconnecting with the hello's id gets what came after it, from the edge's buffer.
+    let mut again = SseReader::open(&cluster.http, &url, Some(&hello_id)).await;
+    let (seen, _) = again.events_until(id(&first)).await;
+    assert_eq!(seen.len(), 1, "resumed exactly after the hello: {seen:?}");
+
+    let bad = cluster
+        .http
+        .get(&url)
+        .header("last-event-id", "not a cursor")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(bad.status(), 400);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_delivers_everything_between_polls_and_nothing_before_the_join() {
+    let cluster = Cluster::start(1, 1).await;
+    let base = format!("http://{}/v1/streams/polled/poll", cluster.edges[0].addr);
+    let poll = |cursor: Option<String>, wait_ms: u64| {
+        let http = cluster.http.clone();
+        let base = base.clone();
+        async move {
+            let mut request = http.get(&base).query(&[("wait_ms", wait_ms.to_string())]);
+            if let Some(cursor) = cursor {
+                request = request.query(&[("cursor", cursor)]);
+            }
+            let response = request.send().await.expect("poll");
+            assert_eq!(response.status(), 200);
+            let body: Value = response.json().await.expect("JSON");
+            let cursor = body["cursor"].as_str().expect("cursor").to_owned();
+            (body["frames"].as_array().expect("frames").clone(), cursor)
+        }
+    };
+    let mut early = cluster.viewer(0, "polled").await;
+    let before = cluster.comment("polled", "u", "before the join").await;
+    early.events_until(id(&before)).await;
+    let (frames, mut cursor) = poll(None, 0).await;
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0]["type"], "hello");
+    assert!(frames[0]["join"][0]["offset"].as_i64() > before["offset"].as_i64());
+
+    // Two comments while the client is between polls: the next polls return both, in order, once.
+    let one = cluster.comment("polled", "u", "one").await;
+    let two = cluster.comment("polled", "u", "two").await;
+    let mut seen: Vec<Value> = Vec::new();
+    for _ in 0..10 {
+        let (frames, next) = poll(Some(cursor.clone()), 5_000).await;
+        cursor = next;
+        for frame in frames {
+            assert_eq!(frame["type"], "events", "{frame}");
+            seen.extend(frame["events"].as_array().expect("events").iter().cloned());
+        }
+        if seen.iter().any(|e| e["event_id"] == id(&two)) {
+            break;
+        }
+    }
+    let ids: Vec<&str> = seen.iter().filter_map(|e| e["event_id"].as_str()).collect();
+    assert_eq!(ids, [id(&one), id(&two)]);
+
+    // Nothing new: the poll waits its time and returns the same cursor.
+    let (frames, same) = poll(Some(cursor.clone()), 300).await;
+    assert!(frames.is_empty(), "{frames:?}");
+    assert_eq!(same, cursor);
+
+    // A poll that is waiting returns as soon as a comment arrives.
+    let waiting = tokio::spawn(poll(Some(cursor.clone()), 15_000));
+    let three = cluster.comment("polled", "u", "three").await;
+    let (frames, _) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("answered before its wait ran out")
+        .expect("poll task");
+    assert_eq!(frames[0]["events"][0]["event_id"], id(&three));
+
+    let bad = cluster
+        .http
+        .get(&base)
+        .query(&[("cursor", "nonsense")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(bad.status(), 400);
+    cluster.stop().await;
+}
