@@ -107,6 +107,8 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
                 &port(9181, 10),
                 "--subscription-linger-ms",
                 "500",
+                "--drain-ms",
+                "1000",
             ])?,
             kafka.clone(),
             shutdown.child_token(),

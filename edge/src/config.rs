@@ -51,14 +51,68 @@ pub struct EdgeConfig {
     /// Largest message a viewer may send, in bytes.
     #[arg(long, env = "CHORUS_EDGE_MAX_INBOUND_BYTES", default_value_t = 4096)]
     pub max_inbound_bytes: usize,
-    /// Heartbeat interval announced to viewers in `hello`, in milliseconds.
+    /// Heartbeat interval announced to viewers in `hello`, in milliseconds: WebSocket pings and SSE comments
+    /// go out this often, and a WebSocket viewer silent for two of them is closed.
     #[arg(long, env = "CHORUS_EDGE_HEARTBEAT_MS", default_value_t = 15_000)]
     pub heartbeat_ms: u64,
+    /// Shortest lifetime of a connection; each gets a random one between this and `--connection-ttl-max-ms`,
+    /// then a `reconnect` frame, so connections made together do not all come back together.
+    #[arg(
+        long,
+        env = "CHORUS_EDGE_CONNECTION_TTL_MIN_MS",
+        default_value_t = 1_800_000
+    )]
+    pub connection_ttl_min_ms: u64,
+    /// Longest lifetime of a connection.
+    #[arg(
+        long,
+        env = "CHORUS_EDGE_CONNECTION_TTL_MAX_MS",
+        default_value_t = 3_600_000
+    )]
+    pub connection_ttl_max_ms: u64,
+    /// Upper bound of the random delay a `reconnect` frame asks the client to wait.
+    #[arg(long, env = "CHORUS_EDGE_RECONNECT_JITTER_MS", default_value_t = 5_000)]
+    pub reconnect_jitter_ms: u64,
+    /// On shutdown, the window over which viewers are told to reconnect (spread at random within it).
+    #[arg(long, env = "CHORUS_EDGE_DRAIN_MS", default_value_t = 10_000)]
+    pub drain_ms: u64,
+    /// Most viewer connections on this edge; more are refused with 503.
+    #[arg(long, env = "CHORUS_EDGE_MAX_CONNECTIONS", default_value_t = 18_000)]
+    pub max_connections: usize,
+    /// Most viewer connections from one client address; more are refused with 429.
+    #[arg(
+        long,
+        env = "CHORUS_EDGE_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 1_000
+    )]
+    pub max_connections_per_address: usize,
+    /// Origins allowed to connect (comma-separated; empty allows any). Requests from others get 403.
+    #[arg(long, env = "CHORUS_EDGE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 }
 
 impl EdgeConfig {
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_millis(self.lease_ttl_ms.max(300))
+    }
+
+    /// A random connection lifetime within the configured range.
+    pub fn connection_ttl(&self) -> Duration {
+        let (low, high) = (
+            self.connection_ttl_min_ms,
+            self.connection_ttl_max_ms.max(self.connection_ttl_min_ms),
+        );
+        Duration::from_millis(rand::random_range(low..=high))
+    }
+
+    /// A random delay for a `reconnect` frame.
+    pub fn reconnect_delay(&self) -> u64 {
+        rand::random_range(0..=self.reconnect_jitter_ms)
+    }
+
+    /// A random moment within the drain window.
+    pub fn drain_delay(&self) -> Duration {
+        Duration::from_millis(rand::random_range(0..=self.drain_ms))
     }
 
     pub fn linger(&self) -> Duration {

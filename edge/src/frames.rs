@@ -37,6 +37,12 @@ pub enum ServerFrame<'a> {
         missed_frames: u64,
         reason: &'a str,
     },
+    /// The connection ends: come back after `delay_ms` (random, so clients do not all come back at once).
+    Reconnect {
+        stream_id: &'a str,
+        reason: &'a str,
+        delay_ms: u64,
+    },
 }
 
 /// One comment as a viewer sees it.

@@ -13,6 +13,7 @@
 //! - [`push`]: the internal endpoint fanout pushes to; [`membership`]: lease and subscription records;
 //! - [`config`], [`metrics`].
 
+pub mod admission;
 pub mod config;
 pub mod cursor;
 pub mod dedup;
@@ -26,14 +27,19 @@ pub mod sse;
 pub mod viewer;
 pub mod watching;
 
+use std::future::IntoFuture;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::routing::post;
+use axum::Router;
 use chorus_schemas::CodecError;
 use chorus_service::{KafkaArgs, Readiness};
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::EdgeConfig;
 
@@ -103,30 +109,81 @@ pub async fn run(
     if let Err(error) = kafka.ensure_topics(Duration::from_secs(10)).await {
         tracing::warn!(%error, "topics not ensured; continuing");
     }
+    // Draining starts on shutdown or on `POST /drain` at the admin port; once every viewer left (or the
+    // drain window and a grace period passed) the edge stops for good.
+    let draining = CancellationToken::new();
+    let finished = CancellationToken::new();
+    tokio::spawn({
+        let (shutdown, draining) = (shutdown.clone(), draining.clone());
+        async move {
+            shutdown.cancelled().await;
+            draining.cancel();
+        }
+    });
     tokio::spawn(
         membership
             .clone()
-            .keep_lease(config.lease_ttl(), shutdown.clone()),
+            .keep_lease(config.lease_ttl(), finished.clone()),
     );
     tracing::info!(%edge_id, %push_url, public = ?listeners.public.local_addr().ok(), "edge serving");
 
+    let drain_window = Duration::from_millis(config.drain_ms);
+    let tracker = TaskTracker::new();
     let viewers = viewer::router(viewer::ViewerState {
         rooms: rooms.clone(),
+        admission: Arc::new(admission::Admission::new(&config, metrics.clone())),
         config: Arc::new(config),
         edge_id: edge_id.into(),
-        metrics,
-        shutdown: shutdown.clone(),
+        metrics: metrics.clone(),
+        tracker: tracker.clone(),
+        shutdown: draining.clone(),
     });
-    let internal = push::router(rooms.clone(), shutdown.clone());
-    let admin = chorus_service::serve_admin(listeners.admin, registry, readiness, shutdown.clone());
-    let public = axum::serve(listeners.public, viewers)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let internal = axum::serve(listeners.internal, internal)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let (public, internal, admin) = tokio::join!(public, internal, admin);
+    let internal = push::router(rooms.clone(), finished.clone());
+    let drain_route = Router::new().route(
+        "/drain",
+        post({
+            let draining = draining.clone();
+            move || async move {
+                draining.cancel();
+                "draining\n"
+            }
+        }),
+    );
+    let admin = tokio::spawn(chorus_service::admin::serve_admin_with(
+        listeners.admin,
+        registry,
+        readiness,
+        drain_route,
+        finished.clone(),
+    ));
+    let internal = tokio::spawn(
+        axum::serve(listeners.internal, internal)
+            .with_graceful_shutdown(finished.clone().cancelled_owned())
+            .into_future(),
+    );
+    axum::serve(
+        listeners.public,
+        viewers.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(draining.clone().cancelled_owned())
+    .await?;
+    // No new viewers from here on; the connected ones leave at random moments of the drain window.
+    metrics.draining.set(1);
+    tracker.close();
+    let grace = drain_window + Duration::from_secs(5);
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            left = tracker.len(),
+            "viewers still connected after the drain window"
+        );
+    }
+    finished.cancel();
     membership.leave(&rooms.streams());
-    public?;
-    internal?;
-    admin?;
+    for task in [internal, admin] {
+        match task.await {
+            Ok(result) => result?,
+            Err(error) => tracing::error!(%error, "edge server task failed"),
+        }
+    }
     Ok(())
 }

@@ -19,6 +19,9 @@ pub struct EdgeMetrics {
     pub bytes_sent: IntCounter,
     pub events_delivered: IntCounter,
     pub gaps: IntCounter,
+    pub reconnects: IntCounterVec,
+    pub liveness_timeouts: IntCounter,
+    pub draining: IntGauge,
     pub joins: IntCounter,
     pub join_to_first_event: Histogram,
     pub membership_writes: IntCounterVec,
@@ -79,6 +82,21 @@ impl EdgeMetrics {
                 "chorus_edge_gaps_total",
                 "Gap frames sent to viewers that fell behind",
             )?,
+            reconnects: IntCounterVec::new(
+                Opts::new(
+                    "chorus_edge_reconnects_total",
+                    "Reconnect frames sent, by reason (ttl, drain)",
+                ),
+                &["reason"],
+            )?,
+            liveness_timeouts: counter(
+                "chorus_edge_liveness_timeouts_total",
+                "Viewers closed after two heartbeats without a sign of life",
+            )?,
+            draining: IntGauge::new(
+                "chorus_edge_draining",
+                "1 while the edge drains its viewers",
+            )?,
             joins: counter("chorus_edge_joins_total", "Viewers that received hello")?,
             join_to_first_event: Histogram::with_opts(
                 HistogramOpts::new(
@@ -109,6 +127,9 @@ impl EdgeMetrics {
         registry.register(Box::new(m.bytes_sent.clone()))?;
         registry.register(Box::new(m.events_delivered.clone()))?;
         registry.register(Box::new(m.gaps.clone()))?;
+        registry.register(Box::new(m.reconnects.clone()))?;
+        registry.register(Box::new(m.liveness_timeouts.clone()))?;
+        registry.register(Box::new(m.draining.clone()))?;
         registry.register(Box::new(m.joins.clone()))?;
         registry.register(Box::new(m.join_to_first_event.clone()))?;
         registry.register(Box::new(m.membership_writes.clone()))?;

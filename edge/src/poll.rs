@@ -4,11 +4,12 @@
 //! next ones, waiting up to `wait_ms`) and the cursor to send next. Between polls the stream's room lingers,
 //! so a client polling back at once misses nothing; one that comes back too late gets a `gap` frame.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
@@ -16,7 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::cursor;
 use crate::frames::ServerFrame;
 use crate::viewer::ViewerState;
-use crate::watching::{bad_request, check_stream_id, hello, Presence};
+use crate::watching::{admit, bad_request, hello, Presence};
 
 /// Longest a poll waits for news.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -31,13 +32,16 @@ pub struct PollQuery {
 pub async fn serve(
     State(state): State<ViewerState>,
     Path(stream_id): Path<String>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Query(query): Query<PollQuery>,
 ) -> Response {
-    if let Some(refused) = check_stream_id(&state.metrics, &stream_id) {
-        return refused;
-    }
+    let admitted = match admit(&state, &stream_id, client.ip(), &headers) {
+        Ok(admitted) => admitted,
+        Err(refused) => return *refused,
+    };
     let metrics = state.metrics.clone();
-    let presence = Presence::enter(&state.rooms, &stream_id, &metrics, "long_poll");
+    let presence = Presence::enter(&state, admitted, &stream_id, "long_poll");
     let Some(text) = query.cursor else {
         let joined = state.rooms.join(&presence.room);
         metrics.joins.inc();

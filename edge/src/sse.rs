@@ -4,11 +4,12 @@
 //! the edge's buffer, and a `gap` frame when the buffer no longer reaches back that far.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +20,7 @@ use tokio::sync::broadcast::Receiver;
 use crate::cursor;
 use crate::frames::{JoinPosition, ServerFrame, StreamFrame};
 use crate::viewer::ViewerState;
-use crate::watching::{bad_request, check_stream_id, hello, Presence};
+use crate::watching::{admit, bad_request, hello, reconnect, Presence};
 
 /// What an SSE response owns while it streams.
 struct Streaming {
@@ -30,16 +31,23 @@ struct Streaming {
     next: Receiver<Arc<StreamFrame>>,
     /// Frames to send before waiting for new ones (hello, or what a reconnecting client missed).
     pending: Vec<Event>,
+    /// When the connection's lifetime ends (or, once the edge drains, this client's moment to leave).
+    ends_at: tokio::time::Instant,
+    draining: bool,
+    /// Set once the `reconnect` frame is queued: the stream ends after it.
+    ending: bool,
 }
 
 pub async fn serve(
     State(state): State<ViewerState>,
     Path(stream_id): Path<String>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = check_stream_id(&state.metrics, &stream_id) {
-        return refused;
-    }
+    let admitted = match admit(&state, &stream_id, client.ip(), &headers) {
+        Ok(admitted) => admitted,
+        Err(refused) => return *refused,
+    };
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let resume_at = match last_event_id.map(cursor::decode) {
         Some(None) => {
@@ -52,7 +60,8 @@ pub async fn serve(
         Some(Some(at)) => Some(at),
         None => None,
     };
-    let presence = Presence::enter(&state.rooms, &stream_id, &state.metrics, "sse");
+    let presence = Presence::enter(&state, admitted, &stream_id, "sse");
+    let ends_at = tokio::time::Instant::now() + state.config.connection_ttl();
     let retry = Duration::from_millis(state.config.heartbeat_ms.min(5_000));
     let streaming = match resume_at {
         Some(at) => {
@@ -64,6 +73,9 @@ pub async fn serve(
                 pending: Vec::new(),
                 _presence: presence,
                 state: state.clone(),
+                ends_at,
+                draining: false,
+                ending: false,
             };
             if resumed.gap {
                 state.metrics.gaps.inc();
@@ -97,6 +109,9 @@ pub async fn serve(
                 next: joined.frames,
                 _presence: presence,
                 state,
+                ends_at,
+                draining: false,
+                ending: false,
             }
         }
     };
@@ -129,9 +144,24 @@ impl Streaming {
 
 fn frames(streaming: Streaming) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold(streaming, |mut s| async move {
+        if s.ending && s.pending.is_empty() {
+            return None;
+        }
         while s.pending.is_empty() {
             let frame = tokio::select! {
-                () = s.state.shutdown.cancelled() => return None,
+                () = s.state.shutdown.cancelled(), if !s.draining => {
+                    // Leave at a random moment of the drain window, or at the end of the lifetime if sooner.
+                    s.draining = true;
+                    s.ends_at = s.ends_at.min(tokio::time::Instant::now() + s.state.config.drain_delay());
+                    continue;
+                }
+                () = tokio::time::sleep_until(s.ends_at) => {
+                    let reason = if s.draining { "drain" } else { "ttl" };
+                    let text = reconnect(&s.state, &s.stream_id, reason);
+                    s.pending.push(event(&text, &s.cursor));
+                    s.ending = true;
+                    break;
+                }
                 frame = s.next.recv() => frame,
             };
             match frame {

@@ -1,24 +1,29 @@
 //! Viewers over WebSocket: `GET /v1/streams/{stream_id}/ws`. The server sends `hello` (with the join position),
-//! then `events` and `likes` frames as they come, and `gap` when the viewer fell behind. The same stream is
-//! served over Server-Sent Events ([`crate::sse`]) and long-poll ([`crate::poll`]).
+//! then `events` and `likes` frames as they come, `gap` when the viewer fell behind, and `reconnect` when the
+//! connection's lifetime ends or the edge drains. The same stream is served over Server-Sent Events
+//! ([`crate::sse`]) and long-poll ([`crate::poll`]).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use futures_util::StreamExt;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::admission::{Admission, Admitted};
 use crate::config::EdgeConfig;
 use crate::frames::ServerFrame;
 use crate::metrics::EdgeMetrics;
 use crate::rooms::Rooms;
-use crate::watching::{check_stream_id, hello, Presence};
+use crate::watching::{admit, hello, reconnect, Presence};
 
 #[derive(Debug, Clone)]
 pub struct ViewerState {
@@ -26,6 +31,10 @@ pub struct ViewerState {
     pub config: Arc<EdgeConfig>,
     pub edge_id: Arc<str>,
     pub metrics: EdgeMetrics,
+    pub admission: Arc<Admission>,
+    /// Every viewer connection holds a token of it, so a draining edge knows when all are gone.
+    pub tracker: TaskTracker,
+    /// Cancelled when the edge starts draining.
     pub shutdown: CancellationToken,
 }
 
@@ -41,21 +50,31 @@ pub fn router(state: ViewerState) -> Router {
 async fn upgrade(
     State(state): State<ViewerState>,
     Path(stream_id): Path<String>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Some(refused) = check_stream_id(&state.metrics, &stream_id) {
-        return refused;
-    }
+    let admitted = match admit(&state, &stream_id, client.ip(), &headers) {
+        Ok(admitted) => admitted,
+        Err(refused) => return *refused,
+    };
     ws.max_message_size(state.config.max_inbound_bytes)
         .max_frame_size(state.config.max_inbound_bytes)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| watch(state, stream_id, socket))
+        .on_upgrade(move |socket| watch(state, admitted, stream_id, socket))
+}
+
+/// How a connection ended, when the server ended it.
+enum Ending {
+    Reconnect(&'static str),
+    Silent,
+    Gone,
 }
 
 #[tracing::instrument(name = "edge.viewer", skip_all, fields(stream_id = %stream_id))]
-async fn watch(state: ViewerState, stream_id: String, mut socket: WebSocket) {
+async fn watch(state: ViewerState, admitted: Admitted, stream_id: String, mut socket: WebSocket) {
     let metrics = state.metrics.clone();
-    let presence = Presence::enter(&state.rooms, &stream_id, &metrics, "websocket");
+    let presence = Presence::enter(&state, admitted, &stream_id, "websocket");
     let mut joined = state.rooms.join(&presence.room);
     let hello = hello(
         &stream_id,
@@ -70,11 +89,29 @@ async fn watch(state: ViewerState, stream_id: String, mut socket: WebSocket) {
     let joined_at = Instant::now();
     let mut first_event_seen = false;
     let join = joined.join;
-    loop {
+    let lifetime = tokio::time::sleep(state.config.connection_ttl());
+    tokio::pin!(lifetime);
+    // On drain, each viewer leaves at a random moment of the window: no reconnect storm.
+    let drain = async {
+        state.shutdown.cancelled().await;
+        tokio::time::sleep(state.config.drain_delay()).await;
+    };
+    tokio::pin!(drain);
+    let heartbeat = std::time::Duration::from_millis(state.config.heartbeat_ms.max(10));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    let mut last_heard = tokio::time::Instant::now();
+    let ending = loop {
         tokio::select! {
-            () = state.shutdown.cancelled() => {
-                let _ = socket.send(Message::Close(None)).await;
-                break;
+            () = &mut lifetime => break Ending::Reconnect("ttl"),
+            () = &mut drain => break Ending::Reconnect("drain"),
+            _ = ping.tick() => {
+                if last_heard.elapsed() > heartbeat * 2 {
+                    metrics.liveness_timeouts.inc();
+                    break Ending::Silent;
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break Ending::Gone;
+                }
             }
             frame = joined.frames.recv() => match frame {
                 Ok(frame) => {
@@ -87,7 +124,7 @@ async fn watch(state: ViewerState, stream_id: String, mut socket: WebSocket) {
                         }
                     }
                     if failed {
-                        break;
+                        break Ending::Gone;
                     }
                     metrics.events_delivered.inc_by(delivered);
                     if delivered > 0 && !first_event_seen {
@@ -99,18 +136,29 @@ async fn watch(state: ViewerState, stream_id: String, mut socket: WebSocket) {
                     metrics.gaps.inc();
                     let gap = ServerFrame::Gap { stream_id: &stream_id, missed_frames: missed, reason: "slow_viewer" };
                     if send(&mut socket, &metrics, gap.to_text()).await.is_err() {
-                        break;
+                        break Ending::Gone;
                     }
                 }
-                Err(RecvError::Closed) => break,
+                Err(RecvError::Closed) => break Ending::Gone,
             },
             inbound = socket.next() => match inbound {
-                // Pings are answered by the WebSocket layer; anything else from a viewer is ignored.
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break Ending::Gone,
+                // Pongs, pings (answered by the WebSocket layer) and anything else: the viewer is alive.
+                Some(Ok(_)) => last_heard = tokio::time::Instant::now(),
             },
         }
+    };
+    match ending {
+        Ending::Reconnect(reason) => {
+            let _ = send(&mut socket, &metrics, reconnect(&state, &stream_id, reason)).await;
+            let _ = socket.send(Message::Close(None)).await;
+        }
+        Ending::Silent => {
+            let _ = socket.send(Message::Close(None)).await;
+        }
+        Ending::Gone => {}
     }
+    drop(presence);
 }
 
 async fn send(

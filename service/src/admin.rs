@@ -70,7 +70,18 @@ pub async fn serve_admin(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, admin_router(registry, readiness))
+    serve_admin_with(listener, registry, readiness, Router::new(), shutdown).await
+}
+
+/// Serves the admin routes and a role's own (`extra`, e.g. the edge's `POST /drain`).
+pub async fn serve_admin_with(
+    listener: TcpListener,
+    registry: Registry,
+    readiness: Readiness,
+    extra: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, admin_router(registry, readiness).merge(extra))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }

@@ -166,6 +166,10 @@ impl Cluster {
             "--lease-ttl-ms",
             "3000",
         ];
+        if !extra.iter().any(|a| a.starts_with("--drain-ms")) {
+            // Tests stop their edges at once unless the drain itself is under test.
+            args.push("--drain-ms=50");
+        }
         args.extend_from_slice(extra);
         let edge = stack::spawn_edge(
             parse_args(&args).expect("edge args"),
