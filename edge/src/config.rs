@@ -48,6 +48,22 @@ pub struct EdgeConfig {
     /// Event ids remembered per stream to drop repeats (Kafka to edge is at-least-once).
     #[arg(long, env = "CHORUS_EDGE_DEDUP_WINDOW", default_value_t = 4096)]
     pub dedup_window: usize,
+    /// A viewer that fell behind this many times (each time told with a `gap` frame) is disconnected with a
+    /// `reconnect` frame (`too_slow`).
+    #[arg(long, env = "CHORUS_EDGE_SLOW_VIEWER_GAPS", default_value_t = 3)]
+    pub slow_viewer_gaps: u32,
+    /// A write to a viewer that cannot complete in this time (a viewer that stopped reading) ends the
+    /// connection.
+    #[arg(long, env = "CHORUS_EDGE_WRITE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub write_timeout_ms: u64,
+    /// Kernel send buffer of each viewer socket, in bytes (0: the system's default). A small one bounds the
+    /// memory a slow viewer holds in the kernel, and makes it fall behind, and be told, sooner.
+    #[arg(
+        long,
+        env = "CHORUS_EDGE_SOCKET_SEND_BUFFER_BYTES",
+        default_value_t = 0
+    )]
+    pub socket_send_buffer_bytes: usize,
     /// Largest message a viewer may send, in bytes.
     #[arg(long, env = "CHORUS_EDGE_MAX_INBOUND_BYTES", default_value_t = 4096)]
     pub max_inbound_bytes: usize,

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::post;
+use axum::serve::ListenerExt;
 use axum::Router;
 use chorus_schemas::CodecError;
 use chorus_service::{KafkaArgs, Readiness};
@@ -128,6 +129,7 @@ pub async fn run(
     tracing::info!(%edge_id, %push_url, public = ?listeners.public.local_addr().ok(), "edge serving");
 
     let drain_window = Duration::from_millis(config.drain_ms);
+    let config_send_buffer = config.socket_send_buffer_bytes;
     let tracker = TaskTracker::new();
     let viewers = viewer::router(viewer::ViewerState {
         rooms: rooms.clone(),
@@ -161,8 +163,20 @@ pub async fn run(
             .with_graceful_shutdown(finished.clone().cancelled_owned())
             .into_future(),
     );
+    let send_buffer = config_send_buffer;
+    let public = listeners.public.tap_io(move |tcp| {
+        // Frames are small and latency matters: no Nagle delay.
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        if send_buffer > 0 {
+            if let Err(error) = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer) {
+                tracing::debug!(%error, "cannot set the socket send buffer");
+            }
+        }
+    });
     axum::serve(
-        listeners.public,
+        public,
         viewers.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(draining.clone().cancelled_owned())

@@ -21,6 +21,7 @@ pub struct EdgeMetrics {
     pub gaps: IntCounter,
     pub reconnects: IntCounterVec,
     pub liveness_timeouts: IntCounter,
+    pub slow_disconnects: IntCounter,
     pub draining: IntGauge,
     pub joins: IntCounter,
     pub join_to_first_event: Histogram,
@@ -93,6 +94,10 @@ impl EdgeMetrics {
                 "chorus_edge_liveness_timeouts_total",
                 "Viewers closed after two heartbeats without a sign of life",
             )?,
+            slow_disconnects: counter(
+                "chorus_edge_slow_disconnects_total",
+                "Viewers disconnected because they kept falling behind",
+            )?,
             draining: IntGauge::new(
                 "chorus_edge_draining",
                 "1 while the edge drains its viewers",
@@ -130,6 +135,7 @@ impl EdgeMetrics {
         registry.register(Box::new(m.reconnects.clone()))?;
         registry.register(Box::new(m.liveness_timeouts.clone()))?;
         registry.register(Box::new(m.draining.clone()))?;
+        registry.register(Box::new(m.slow_disconnects.clone()))?;
         registry.register(Box::new(m.joins.clone()))?;
         registry.register(Box::new(m.join_to_first_event.clone()))?;
         registry.register(Box::new(m.membership_writes.clone()))?;

@@ -13,7 +13,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -58,11 +58,17 @@ async fn upgrade(
         Ok(admitted) => admitted,
         Err(refused) => return *refused,
     };
+    // Viewers send only small control frames: a small read buffer keeps an idle connection cheap, and with
+    // no write buffer each frame goes straight to the socket.
     ws.max_message_size(state.config.max_inbound_bytes)
         .max_frame_size(state.config.max_inbound_bytes)
+        .read_buffer_size(state.config.max_inbound_bytes.clamp(512, 8192))
         .write_buffer_size(0)
         .on_upgrade(move |socket| watch(state, admitted, stream_id, socket))
 }
+
+/// Frames written between two flushes, at most.
+const MAX_FRAMES_PER_FLUSH: usize = 64;
 
 /// How a connection ended, when the server ended it.
 enum Ending {
@@ -100,6 +106,8 @@ async fn watch(state: ViewerState, admitted: Admitted, stream_id: String, mut so
     let heartbeat = std::time::Duration::from_millis(state.config.heartbeat_ms.max(10));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_heard = tokio::time::Instant::now();
+    let mut gaps = 0u32;
+    let write_timeout = std::time::Duration::from_millis(state.config.write_timeout_ms.max(1));
     let ending = loop {
         tokio::select! {
             () = &mut lifetime => break Ending::Reconnect("ttl"),
@@ -115,16 +123,24 @@ async fn watch(state: ViewerState, admitted: Admitted, stream_id: String, mut so
             }
             frame = joined.frames.recv() => match frame {
                 Ok(frame) => {
-                    let delivered = frame.event_count(&join) as u64;
-                    let mut failed = false;
-                    for text in frame.for_viewer(&stream_id, &join) {
-                        if send(&mut socket, &metrics, text).await.is_err() {
-                            failed = true;
-                            break;
+                    // Everything already queued for this viewer goes out together, then one flush.
+                    let mut queued = vec![frame];
+                    while queued.len() < MAX_FRAMES_PER_FLUSH {
+                        match joined.frames.try_recv() {
+                            Ok(frame) => queued.push(frame),
+                            Err(_) => break,
                         }
                     }
-                    if failed {
-                        break Ending::Gone;
+                    let delivered: u64 = queued.iter().map(|f| f.event_count(&join) as u64).sum();
+                    let texts = queued.iter().flat_map(|f| f.for_viewer(&stream_id, &join));
+                    match write_all(&mut socket, &metrics, texts, write_timeout).await {
+                        Ok(()) => {}
+                        Err(Stuck::Gone) => break Ending::Gone,
+                        Err(Stuck::Stalled) => {
+                            // It stopped reading: nothing more can reach it, not even a reconnect frame.
+                            metrics.slow_disconnects.inc();
+                            break Ending::Gone;
+                        }
                     }
                     metrics.events_delivered.inc_by(delivered);
                     if delivered > 0 && !first_event_seen {
@@ -134,9 +150,19 @@ async fn watch(state: ViewerState, admitted: Admitted, stream_id: String, mut so
                 }
                 Err(RecvError::Lagged(missed)) => {
                     metrics.gaps.inc();
+                    gaps += 1;
+                    if gaps >= state.config.slow_viewer_gaps.max(1) {
+                        metrics.slow_disconnects.inc();
+                        break Ending::Reconnect("too_slow");
+                    }
                     let gap = ServerFrame::Gap { stream_id: &stream_id, missed_frames: missed, reason: "slow_viewer" };
-                    if send(&mut socket, &metrics, gap.to_text()).await.is_err() {
-                        break Ending::Gone;
+                    match tokio::time::timeout(write_timeout, send(&mut socket, &metrics, gap.to_text())).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break Ending::Gone,
+                        Err(_) => {
+                            metrics.slow_disconnects.inc();
+                            break Ending::Gone;
+                        }
                     }
                 }
                 Err(RecvError::Closed) => break Ending::Gone,
@@ -150,15 +176,48 @@ async fn watch(state: ViewerState, admitted: Admitted, stream_id: String, mut so
     };
     match ending {
         Ending::Reconnect(reason) => {
-            let _ = send(&mut socket, &metrics, reconnect(&state, &stream_id, reason)).await;
-            let _ = socket.send(Message::Close(None)).await;
+            let goodbye = async {
+                send(&mut socket, &metrics, reconnect(&state, &stream_id, reason)).await?;
+                socket.send(Message::Close(None)).await
+            };
+            let _ = tokio::time::timeout(write_timeout, goodbye).await;
         }
         Ending::Silent => {
-            let _ = socket.send(Message::Close(None)).await;
+            let _ = tokio::time::timeout(write_timeout, socket.send(Message::Close(None))).await;
         }
         Ending::Gone => {}
     }
     drop(presence);
+}
+
+/// Why writing to a viewer stopped.
+enum Stuck {
+    /// The connection is gone.
+    Gone,
+    /// One frame could not be written within the write timeout: the viewer stopped reading.
+    Stalled,
+}
+
+/// Writes every text, then flushes once. Each frame must go out within `timeout`: a viewer that reads, however
+/// slowly, keeps up with that (and falls behind, to be told with `gap`); one that stopped reading does not.
+async fn write_all(
+    socket: &mut WebSocket,
+    metrics: &EdgeMetrics,
+    texts: impl Iterator<Item = Utf8Bytes>,
+    timeout: std::time::Duration,
+) -> Result<(), Stuck> {
+    let step = |result: Result<Result<(), axum::Error>, _>| match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Stuck::Gone),
+        Err(_) => Err(Stuck::Stalled),
+    };
+    for text in texts {
+        let len = text.len() as u64;
+        step(tokio::time::timeout(timeout, socket.feed(Message::Text(text))).await)?;
+        metrics.frames_sent.inc();
+        metrics.bytes_sent.inc_by(len);
+    }
+    step(tokio::time::timeout(timeout, socket.flush()).await)
 }
 
 async fn send(

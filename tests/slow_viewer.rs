@@ -1,0 +1,174 @@
+//! One slow viewer, one that stops reading, and 100 healthy ones on one stream at 200 comments/s: the healthy
+//! ones lose nothing and their latency does not suffer; the slow one is told (`gap`) and then disconnected;
+//! the one that stopped reading is disconnected; the edge's memory stays bounded.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use support::load::post_at_rate;
+use support::{metric, Cluster, Process, WAIT};
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::Message;
+
+const HEALTHY: usize = 100;
+
+/// A healthy viewer: reads everything; returns (event ids, latencies in ms from ingest to arrival).
+async fn healthy(url: String, until: &'static str) -> (HashSet<String>, Vec<i64>) {
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("connect");
+    let (mut ids, mut latencies) = (HashSet::new(), Vec::new());
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(WAIT, socket.next()).await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).expect("JSON");
+        if frame["type"] != "events" {
+            continue;
+        }
+        let now = chorus_service::clock::now_ms();
+        for event in frame["events"].as_array().expect("events") {
+            if event["text"] == until {
+                return (ids, latencies);
+            }
+            ids.insert(event["event_id"].as_str().expect("id").to_owned());
+            latencies.push(now - event["created_ms"].as_i64().expect("created"));
+        }
+    }
+    panic!("a healthy viewer did not see the end");
+}
+
+/// A viewer on a socket with a small receive buffer that reads one frame every 100 ms; returns its frame types.
+async fn slow(url: String) -> Vec<String> {
+    let address = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .expect("host")
+        .parse()
+        .expect("addr");
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = socket.connect(address).await.expect("connect");
+    let (mut socket, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .expect("handshake");
+    let mut types = Vec::new();
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(WAIT, socket.next()).await {
+        match message {
+            Message::Text(text) => {
+                let frame: Value = serde_json::from_str(&text).expect("JSON");
+                types.push(frame["type"].as_str().unwrap_or_default().to_owned());
+                if frame["type"] == "reconnect" {
+                    assert_eq!(frame["reason"], "too_slow");
+                }
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    types
+}
+
+fn p99(mut latencies: Vec<i64>) -> i64 {
+    latencies.sort_unstable();
+    latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)]
+}
+
+/// Runs the load against `edge` with the healthy viewers (and the bad ones when `with_bad_viewers`).
+async fn run(cluster: &Cluster, edge: &Process, stream: &str, with_bad_viewers: bool) -> i64 {
+    let url = format!("ws://{}/v1/streams/{stream}/ws", edge.addr);
+    let (slow_viewer, stalled) = if with_bad_viewers {
+        let slow_viewer = tokio::spawn(slow(url.clone()));
+        // One that connects and then never reads again.
+        let (stalled, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("connect");
+        (Some(slow_viewer), Some(stalled))
+    } else {
+        (None, None)
+    };
+    let viewers: Vec<_> = (0..HEALTHY)
+        .map(|_| tokio::spawn(healthy(url.clone(), "the end")))
+        .collect();
+    support::wait_metric(edge.admin, "chorus_edge_joins_total", |v| {
+        v >= (HEALTHY + 2 * usize::from(with_bad_viewers)) as f64
+    })
+    .await;
+    let posted = post_at_rate(
+        cluster.ingest_url(""),
+        vec![stream.to_owned()],
+        200,
+        Duration::from_secs(10),
+        64,
+    )
+    .await;
+    assert_eq!(posted.len(), 2000, "every comment acknowledged");
+    cluster.comment(stream, "test", "the end").await;
+    let mut latencies = Vec::new();
+    for viewer in viewers {
+        let (ids, mut seen) = viewer.await.expect("viewer");
+        let lost = posted.iter().filter(|p| !ids.contains(&p.event_id)).count();
+        assert_eq!(lost, 0, "a healthy viewer lost {lost} comments");
+        latencies.append(&mut seen);
+    }
+    if let Some(slow_viewer) = slow_viewer {
+        let types = slow_viewer.await.expect("slow viewer");
+        let tail = &types[types.len().saturating_sub(6)..];
+        assert!(
+            types.iter().any(|t| t == "gap"),
+            "the slow viewer was told it fell behind: {} frames, ending {tail:?}",
+            types.len()
+        );
+        assert_eq!(
+            types.last().map(String::as_str),
+            Some("reconnect"),
+            "then disconnected: {types:?}"
+        );
+    }
+    drop(stalled);
+    p99(latencies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_viewer_never_hurts_the_healthy_ones() {
+    let cluster = Cluster::start(0, 1).await;
+    let mut flags = cluster.kafka_flags();
+    flags.extend([
+        "--socket-send-buffer-bytes=4096".to_owned(),
+        "--stream-buffer-frames=32".to_owned(),
+        "--write-timeout-ms=3000".to_owned(),
+        "--max-connections-per-address=1000".to_owned(),
+    ]);
+    let edge = Process::start("edge", &flags).await;
+    support::wait_metric(edge.admin, "chorus_edge_push_sessions", |v| v >= 1.0).await;
+    let idle_kib = edge.rss_kib();
+
+    let baseline = run(&cluster, &edge, "calm", false).await;
+    let with_bad = run(&cluster, &edge, "rough", true).await;
+    let rss_kib = edge.rss_kib();
+    let slow_disconnects = metric(edge.admin, "chorus_edge_slow_disconnects_total").await;
+    println!(
+        "p99 ingest-to-viewer latency of 100 healthy viewers: {baseline} ms alone, {with_bad} ms beside a slow and a \
+         stalled viewer; edge RSS {idle_kib} KiB idle, {rss_kib} KiB after; slow disconnects {slow_disconnects}"
+    );
+    assert_eq!(
+        slow_disconnects, 2.0,
+        "the slow viewer and the stalled one were disconnected"
+    );
+    // Within 2x of the run without them (with 25 ms of slack for scheduling noise on a shared machine).
+    assert!(
+        with_bad <= 2 * baseline.max(25),
+        "p99 {with_bad} ms vs {baseline} ms"
+    );
+    assert!(
+        rss_kib < 256 * 1024,
+        "edge memory stayed bounded: {rss_kib} KiB"
+    );
+    cluster.stop().await;
+}
