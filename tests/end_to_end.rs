@@ -138,3 +138,31 @@ async fn a_viewer_sees_nothing_sent_before_it_joined() {
     assert_eq!(seen.len(), 1, "only what was sent after the join: {seen:?}");
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comments_of_one_tick_reach_viewers_as_one_frame() {
+    let cluster = Cluster::start_with(1, 1, &["--coalesce-ms=400"]).await;
+    let mut viewer = cluster.viewer(0, "burst").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let accepted = cluster.comment("burst", "u", &format!("burst {i}")).await;
+        ids.push(accepted["event_id"].as_str().expect("id").to_owned());
+    }
+    let mut frames = 0;
+    let mut seen: Vec<String> = Vec::new();
+    while seen.len() < ids.len() {
+        let frame = viewer.next_frame().await;
+        assert_eq!(frame["type"], "events", "{frame}");
+        frames += 1;
+        for event in frame["events"].as_array().expect("events") {
+            seen.push(event["event_id"].as_str().expect("id").to_owned());
+        }
+    }
+    assert_eq!(seen, ids, "each once, in order");
+    println!("5 comments posted back to back reached the viewer in {frames} frame(s)");
+    assert!(
+        frames <= 2,
+        "coalesced per 400 ms tick, got {frames} frames"
+    );
+    cluster.stop().await;
+}

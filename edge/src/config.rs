@@ -45,6 +45,10 @@ pub struct EdgeConfig {
     /// Frames buffered per stream for viewers that are behind; a viewer further behind gets a `gap` frame.
     #[arg(long, env = "CHORUS_EDGE_STREAM_BUFFER_FRAMES", default_value_t = 256)]
     pub stream_buffer_frames: usize,
+    /// Events of one stream arriving within this many milliseconds go out as one frame, encoded once for all
+    /// its viewers (0: a frame per batch from fanout, as it arrives).
+    #[arg(long, env = "CHORUS_EDGE_COALESCE_MS", default_value_t = 20)]
+    pub coalesce_ms: u64,
     /// Event ids remembered per stream to drop repeats (Kafka to edge is at-least-once).
     #[arg(long, env = "CHORUS_EDGE_DEDUP_WINDOW", default_value_t = 4096)]
     pub dedup_window: usize,

@@ -98,11 +98,9 @@ pub async fn run(
         metrics.clone(),
     )?);
     let rooms = Arc::new(Rooms::new(
+        &config,
         kafka.topics().events,
         kafka.partitions,
-        config.stream_buffer_frames,
-        config.dedup_window,
-        config.linger(),
         membership.clone(),
         metrics.clone(),
     ));
@@ -126,6 +124,10 @@ pub async fn run(
             .clone()
             .keep_lease(config.lease_ttl(), finished.clone()),
     );
+    if config.coalesce_ms > 0 {
+        let every = Duration::from_millis(config.coalesce_ms);
+        tokio::spawn(rooms.clone().flush_every(every, finished.clone()));
+    }
     tracing::info!(%edge_id, %push_url, public = ?listeners.public.local_addr().ok(), "edge serving");
 
     let drain_window = Duration::from_millis(config.drain_ms);

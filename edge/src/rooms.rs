@@ -13,6 +13,9 @@ use chorus_schemas::wire::{Position, PushedEvent};
 use chorus_schemas::{partition_for, PartitionPosition};
 use tokio::sync::broadcast;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::config::EdgeConfig;
 use crate::dedup::RecentIds;
 use crate::frames::{JoinPosition, StreamFrame};
 use crate::membership::Membership;
@@ -44,6 +47,8 @@ struct RoomState {
     recent: RecentIds,
     /// The last frames broadcast, for long-poll and SSE clients that come back with a cursor.
     frames: VecDeque<Arc<StreamFrame>>,
+    /// Events waiting for the next tick, when frames are coalesced.
+    pending: Vec<PushedEvent>,
 }
 
 /// What a client returning with a cursor missed, and its subscription for what comes next.
@@ -74,17 +79,18 @@ pub struct Rooms {
     buffer_frames: usize,
     dedup_window: usize,
     linger: Duration,
+    coalesce: bool,
+    /// Rooms with events waiting for the next tick.
+    dirty: Mutex<Vec<Arc<Room>>>,
     membership: Arc<Membership>,
     metrics: EdgeMetrics,
 }
 
 impl Rooms {
     pub fn new(
+        config: &EdgeConfig,
         events_topic: String,
         partitions: i32,
-        buffer_frames: usize,
-        dedup_window: usize,
-        linger: Duration,
         membership: Arc<Membership>,
         metrics: EdgeMetrics,
     ) -> Self {
@@ -92,13 +98,36 @@ impl Rooms {
             rooms: Mutex::default(),
             sessions: Mutex::default(),
             positions: Mutex::default(),
+            dirty: Mutex::default(),
             partitions: AtomicI32::new(partitions),
             events_topic,
-            buffer_frames: buffer_frames.max(1),
-            dedup_window,
-            linger,
+            buffer_frames: config.stream_buffer_frames.max(1),
+            dedup_window: config.dedup_window,
+            linger: config.linger(),
+            coalesce: config.coalesce_ms > 0,
             membership,
             metrics,
+        }
+    }
+
+    /// Sends every stream's coalesced events as one frame each, every `every`, until `stop`.
+    pub async fn flush_every(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => self.flush(),
+            }
+        }
+    }
+
+    fn flush(&self) {
+        let dirty = std::mem::take(&mut *lock(&self.dirty));
+        for room in dirty {
+            let mut state = lock(&room.state);
+            let events = std::mem::take(&mut state.pending);
+            self.publish(&room, &mut state, events);
         }
     }
 
@@ -135,6 +164,7 @@ impl Rooms {
                 positions: start,
                 recent: RecentIds::new(self.dedup_window),
                 frames: VecDeque::new(),
+                pending: Vec::new(),
             }),
         });
         rooms.insert(stream_id.to_owned(), room.clone());
@@ -299,7 +329,7 @@ impl Rooms {
         );
     }
 
-    fn broadcast(&self, room: &Room, events: Vec<PushedEvent>) {
+    fn broadcast(&self, room: &Arc<Room>, events: Vec<PushedEvent>) {
         let mut state = lock(&room.state);
         let before = events.len();
         let fresh: Vec<PushedEvent> = events
@@ -309,9 +339,22 @@ impl Rooms {
         self.metrics
             .duplicates_dropped
             .inc_by((before - fresh.len()) as u64);
+        if !self.coalesce {
+            self.publish(room, &mut state, fresh);
+        } else if !fresh.is_empty() {
+            if state.pending.is_empty() {
+                lock(&self.dirty).push(room.clone());
+            }
+            state.pending.extend(fresh);
+        }
+    }
+
+    /// Encodes `events` once, keeps the frame for returning clients, broadcasts it, and moves the room's
+    /// positions past it (all under the room's lock, taken by the caller).
+    fn publish(&self, room: &Room, state: &mut RoomState, events: Vec<PushedEvent>) {
         let frame_events: Vec<(String, i64)> =
-            fresh.iter().map(|e| (e.topic.clone(), e.offset)).collect();
-        if let Some(frame) = StreamFrame::encode(&room.stream_id, fresh) {
+            events.iter().map(|e| (e.topic.clone(), e.offset)).collect();
+        if let Some(frame) = StreamFrame::encode(&room.stream_id, events) {
             let frame = Arc::new(frame);
             if state.frames.len() == self.buffer_frames {
                 state.frames.pop_front();
