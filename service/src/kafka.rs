@@ -1,5 +1,5 @@
 //! Kafka settings for every role, in one place: typed arguments become librdkafka configuration here, topics
-//! are created here, and rdkafka errors are sorted into retriable and fatal here.
+//! are created here, and librdkafka's asynchronous errors are reported here.
 
 use std::time::Duration;
 
@@ -177,34 +177,6 @@ impl KafkaArgs {
         }
         Ok(())
     }
-}
-
-/// Whether retrying the same operation later can succeed (broker away, queue full, timeouts) or not
-/// (bad configuration, message too large, authorization).
-pub fn is_retriable(error: &KafkaError) -> bool {
-    use RDKafkaErrorCode as C;
-    let code = match error {
-        KafkaError::MessageProduction(code)
-        | KafkaError::MessageConsumption(code)
-        | KafkaError::AdminOp(code)
-        | KafkaError::Global(code) => *code,
-        KafkaError::Canceled => return true,
-        _ => return false,
-    };
-    matches!(
-        code,
-        C::QueueFull
-            | C::MessageTimedOut
-            | C::RequestTimedOut
-            | C::BrokerTransportFailure
-            | C::AllBrokersDown
-            | C::NotEnoughReplicas
-            | C::NotEnoughReplicasAfterAppend
-            | C::LeaderNotAvailable
-            | C::NotLeaderForPartition
-            | C::NetworkException
-            | C::OperationTimedOut
-    )
 }
 
 /// How every Chorus client reports librdkafka's asynchronous errors: end-of-partition is an expected event,

@@ -1,7 +1,7 @@
 //! What every Chorus role shares, so that ingest, fanout and edge never import each other:
 //!
 //! - [`kafka`]: typed Kafka settings turned into librdkafka configuration in one place, topic creation,
-//!   and the sorting of Kafka errors into retriable and fatal.
+//!   and how librdkafka's asynchronous errors are reported.
 //! - [`admin`]: the admin port every role serves (`/metrics`, `/healthz`, `/readyz`).
 //! - [`shutdown`]: the one shutdown path (a signal future feeding a cancellation token).
 //! - [`telemetry`]: tracing set-up (env filter, optional JSON lines).
