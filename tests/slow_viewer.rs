@@ -10,11 +10,15 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::Value;
 use support::load::post_at_rate;
-use support::{metric, Cluster, Process, WAIT};
+use support::{metric, Cluster, Process};
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
 const HEALTHY: usize = 100;
+
+/// The longest any viewer here keeps reading: the load lasts 10 s. Server pings arrive more often than
+/// the per-message wait, so a per-message timeout alone would never end a viewer whose last frame does not come.
+const RUN: Duration = Duration::from_secs(60);
 
 /// A healthy viewer: reads everything; returns (event ids, latencies in ms from ingest to arrival).
 async fn healthy(url: String, until: &'static str) -> (HashSet<String>, Vec<i64>) {
@@ -22,7 +26,8 @@ async fn healthy(url: String, until: &'static str) -> (HashSet<String>, Vec<i64>
         .await
         .expect("connect");
     let (mut ids, mut latencies) = (HashSet::new(), Vec::new());
-    while let Ok(Some(Ok(message))) = tokio::time::timeout(WAIT, socket.next()).await {
+    let deadline = tokio::time::Instant::now() + RUN;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, socket.next()).await {
         let Message::Text(text) = message else {
             continue;
         };
@@ -42,7 +47,8 @@ async fn healthy(url: String, until: &'static str) -> (HashSet<String>, Vec<i64>
     panic!("a healthy viewer did not see the end");
 }
 
-/// A viewer on a socket with a small receive buffer that reads one frame every 100 ms; returns its frame types.
+/// A viewer on a socket with a small receive buffer that reads one frame every 200 ms (a quarter of the frame
+/// rate at 200 comments/s); returns its frame types.
 async fn slow(url: String) -> Vec<String> {
     let address = url
         .trim_start_matches("ws://")
@@ -58,7 +64,8 @@ async fn slow(url: String) -> Vec<String> {
         .await
         .expect("handshake");
     let mut types = Vec::new();
-    while let Ok(Some(Ok(message))) = tokio::time::timeout(WAIT, socket.next()).await {
+    let deadline = tokio::time::Instant::now() + RUN;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, socket.next()).await {
         match message {
             Message::Text(text) => {
                 let frame: Value = serde_json::from_str(&text).expect("JSON");
@@ -70,7 +77,7 @@ async fn slow(url: String) -> Vec<String> {
             Message::Close(_) => break,
             _ => {}
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     types
 }
@@ -143,6 +150,7 @@ async fn a_slow_viewer_never_hurts_the_healthy_ones() {
         "--socket-send-buffer-bytes=4096".to_owned(),
         "--stream-buffer-frames=32".to_owned(),
         "--write-timeout-ms=3000".to_owned(),
+        "--slow-viewer-ms=2000".to_owned(),
         "--max-connections-per-address=1000".to_owned(),
     ]);
     let edge = Process::start("edge", &flags).await;

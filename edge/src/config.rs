@@ -52,10 +52,10 @@ pub struct EdgeConfig {
     /// Event ids remembered per stream to drop repeats (Kafka to edge is at-least-once).
     #[arg(long, env = "CHORUS_EDGE_DEDUP_WINDOW", default_value_t = 4096)]
     pub dedup_window: usize,
-    /// A viewer that fell behind this many times (each time told with a `gap` frame) is disconnected with a
-    /// `reconnect` frame (`too_slow`).
-    #[arg(long, env = "CHORUS_EDGE_SLOW_VIEWER_GAPS", default_value_t = 3)]
-    pub slow_viewer_gaps: u32,
+    /// A viewer told of a `gap` that has not caught up this long later (more than half of its stream's buffer
+    /// still waiting for it at every write since) is disconnected with a `reconnect` frame (`too_slow`).
+    #[arg(long, env = "CHORUS_EDGE_SLOW_VIEWER_MS", default_value_t = 5_000)]
+    pub slow_viewer_ms: u64,
     /// A write to a viewer that cannot complete in this time (a viewer that stopped reading) ends the
     /// connection.
     #[arg(long, env = "CHORUS_EDGE_WRITE_TIMEOUT_MS", default_value_t = 5_000)]

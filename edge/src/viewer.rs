@@ -68,7 +68,7 @@ async fn upgrade(
 }
 
 /// Frames written between two flushes, at most.
-const MAX_FRAMES_PER_FLUSH: usize = 64;
+const MAX_FRAMES_PER_FLUSH: usize = 16;
 
 /// How a connection ended, when the server ended it.
 enum Ending {
@@ -106,7 +106,10 @@ async fn watch(state: ViewerState, admitted: Admitted, stream_id: String, mut so
     let heartbeat = std::time::Duration::from_millis(state.config.heartbeat_ms.max(10));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_heard = tokio::time::Instant::now();
-    let mut gaps = 0u32;
+    // Since the gap from which this viewer has not caught up, if any: a bounded lag, then it is let go.
+    let mut behind_since: Option<Instant> = None;
+    let slow_bound = std::time::Duration::from_millis(state.config.slow_viewer_ms);
+    let behind_frames = state.config.stream_buffer_frames / 2;
     let write_timeout = std::time::Duration::from_millis(state.config.write_timeout_ms.max(1));
     let ending = loop {
         tokio::select! {
@@ -117,8 +120,14 @@ async fn watch(state: ViewerState, admitted: Admitted, stream_id: String, mut so
                     metrics.liveness_timeouts.inc();
                     break Ending::Silent;
                 }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
-                    break Ending::Gone;
+                match tokio::time::timeout(write_timeout, socket.send(Message::Ping(Default::default()))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break Ending::Gone,
+                    Err(_) => {
+                        // Not even a ping fits: the viewer stopped reading.
+                        metrics.slow_disconnects.inc();
+                        break Ending::Gone;
+                    }
                 }
             }
             frame = joined.frames.recv() => match frame {
@@ -147,14 +156,18 @@ async fn watch(state: ViewerState, admitted: Admitted, stream_id: String, mut so
                         first_event_seen = true;
                         metrics.join_to_first_event.observe(joined_at.elapsed().as_secs_f64());
                     }
-                }
-                Err(RecvError::Lagged(missed)) => {
-                    metrics.gaps.inc();
-                    gaps += 1;
-                    if gaps >= state.config.slow_viewer_gaps.max(1) {
+                    if joined.frames.len() <= behind_frames {
+                        // Caught up: at most half the buffer still waiting.
+                        behind_since = None;
+                    }
+                    if behind_since.is_some_and(|since| since.elapsed() >= slow_bound) {
                         metrics.slow_disconnects.inc();
                         break Ending::Reconnect("too_slow");
                     }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    metrics.gaps.inc();
+                    let since = *behind_since.get_or_insert_with(Instant::now);
                     let gap = ServerFrame::Gap { stream_id: &stream_id, missed_frames: missed, reason: "slow_viewer" };
                     match tokio::time::timeout(write_timeout, send(&mut socket, &metrics, gap.to_text())).await {
                         Ok(Ok(())) => {}
@@ -163,6 +176,10 @@ async fn watch(state: ViewerState, admitted: Admitted, stream_id: String, mut so
                             metrics.slow_disconnects.inc();
                             break Ending::Gone;
                         }
+                    }
+                    if since.elapsed() >= slow_bound {
+                        metrics.slow_disconnects.inc();
+                        break Ending::Reconnect("too_slow");
                     }
                 }
                 Err(RecvError::Closed) => break Ending::Gone,
