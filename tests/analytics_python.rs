@@ -96,6 +96,7 @@ async fn a_python_analytics_reader_decodes_every_field_of_what_was_posted() {
         };
         let response = request
             .header("x-user-id", *user)
+            .header("x-user-role", role_of(user))
             .send()
             .await
             .expect("post to ingest");
@@ -169,10 +170,20 @@ async fn a_python_analytics_reader_decodes_every_field_of_what_was_posted() {
             "text": text,
             "created_ms": created_ms,
             "origin": "local",
+            "role": role_of(user).to_uppercase(),
         });
         assert_eq!(*record, expected, "record of {stream} {user} {text:?}");
     }
 
     shutdown.cancel();
     let _ = tokio::time::timeout(WAIT, ingest.task).await;
+}
+
+/// Alice moderates; the others watch.
+fn role_of(user: &str) -> &'static str {
+    if user == "alice" {
+        "moderator"
+    } else {
+        "viewer"
+    }
 }

@@ -149,6 +149,7 @@ mod tests {
             text: None,
             created_ms,
             origin: "local".into(),
+            role: Default::default(),
         }
     }
 

@@ -1,5 +1,7 @@
-//! Who may connect: allowed origins, at most `--max-connections` viewers on this edge and
-//! `--max-connections-per-address` from one client address. A refusal is an HTTP status with a problem
+//! Who may connect: with `--require-token`, only a viewer with a valid watch token (a JWT, see
+//! [`chorus_service::auth`], in `Authorization: Bearer`, or `?access_token=` where the transport passes its
+//! query to [`Admission::admit_with_query`]); allowed origins; at most
+//! `--max-connections` viewers on this edge and `--max-connections-per-address` from one client address. A refusal is an HTTP status with a problem
 //! document, decided before any upgrade; an admitted connection gives its place back when it ends.
 
 use std::collections::HashMap;
@@ -10,6 +12,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use chorus_service::auth::{AuthFailure, AuthSetupError, TokenVerifier};
+
 use crate::config::EdgeConfig;
 use crate::metrics::EdgeMetrics;
 
@@ -19,7 +23,17 @@ pub struct Admission {
     max_total: usize,
     max_per_address: usize,
     origins: Vec<String>,
+    tokens: Tokens,
     metrics: EdgeMetrics,
+}
+
+/// Whether viewers need a watch token.
+#[derive(Debug)]
+enum Tokens {
+    NotRequired,
+    Required(Box<TokenVerifier>),
+    /// `--require-token` with keys that cannot be used: every viewer is refused (fail closed), see the log.
+    Unverifiable,
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +48,10 @@ pub enum Refusal {
     Origin,
     EdgeFull,
     AddressFull,
+    /// No watch token, or one that is not valid (the reason, e.g. `expired`).
+    Token(&'static str),
+    /// `--require-token` is on but the edge has no usable key.
+    CannotVerify,
 }
 
 impl Refusal {
@@ -53,6 +71,21 @@ impl Refusal {
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_from_address",
                 "too many connections from this address",
+            ),
+            Refusal::Token("missing") => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "this edge needs a watch token: send `Authorization: Bearer <token>`",
+            ),
+            Refusal::Token(_) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the watch token is not valid (malformed, expired, badly signed, or for another audience or issuer)",
+            ),
+            Refusal::CannotVerify => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot_verify_tokens",
+                "this edge cannot verify watch tokens; connect to another",
             ),
         }
     }
@@ -77,8 +110,22 @@ impl IntoResponse for Refusal {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status != StatusCode::FORBIDDEN {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        match self {
+            Refusal::Origin => {}
+            Refusal::Token(reason) => {
+                let challenge = if reason == "missing" {
+                    "Bearer realm=\"chorus\""
+                } else {
+                    "Bearer realm=\"chorus\", error=\"invalid_token\""
+                };
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+            }
+            _ => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
         }
         response
     }
@@ -105,14 +152,42 @@ impl Drop for Admitted {
 }
 
 impl Admission {
+    /// Like [`Admission::try_new`], but with keys that cannot be used it refuses every viewer (and logs why)
+    /// instead of failing.
     pub fn new(config: &EdgeConfig, metrics: EdgeMetrics) -> Self {
-        Admission {
+        let (admission, error) = Self::build(config, metrics);
+        if let Some(error) = error {
+            tracing::error!(%error, "--require-token: cannot verify watch tokens; refusing every viewer");
+        }
+        admission
+    }
+
+    /// The admission of `config`; `Err` when `--require-token` is on and its keys cannot be used.
+    pub fn try_new(config: &EdgeConfig, metrics: EdgeMetrics) -> Result<Self, AuthSetupError> {
+        match Self::build(config, metrics) {
+            (admission, None) => Ok(admission),
+            (_, Some(error)) => Err(error),
+        }
+    }
+
+    fn build(config: &EdgeConfig, metrics: EdgeMetrics) -> (Self, Option<AuthSetupError>) {
+        let (tokens, error) = if !config.require_token {
+            (Tokens::NotRequired, None)
+        } else {
+            match TokenVerifier::new(&config.auth) {
+                Ok(verifier) => (Tokens::Required(Box::new(verifier)), None),
+                Err(error) => (Tokens::Unverifiable, Some(error)),
+            }
+        };
+        let admission = Admission {
             counts: Mutex::default(),
             max_total: config.max_connections,
             max_per_address: config.max_connections_per_address,
             origins: config.allowed_origins.clone(),
+            tokens,
             metrics,
-        }
+        };
+        (admission, error)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -120,12 +195,26 @@ impl Admission {
     }
 
     /// Admits a connection from `address` with these request headers, or says why not (counted).
+    /// A watch token is looked for in `Authorization` only; see [`Admission::admit_with_query`].
     pub fn admit(
         self: &Arc<Self>,
         address: IpAddr,
         headers: &HeaderMap,
     ) -> Result<Admitted, Refusal> {
-        let result = self.decide(address, headers);
+        self.admit_with_query(address, headers, None)
+    }
+
+    /// [`Admission::admit`], also taking a watch token from `access_token` in the request's `query` (for
+    /// browsers, whose WebSocket and EventSource APIs cannot set headers).
+    pub fn admit_with_query(
+        self: &Arc<Self>,
+        address: IpAddr,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Admitted, Refusal> {
+        let result = self
+            .check_token(headers, query)
+            .and_then(|()| self.decide(address, headers));
         if let Err(refusal) = result {
             self.metrics
                 .rejected
@@ -133,6 +222,27 @@ impl Admission {
                 .inc();
         }
         result
+    }
+
+    fn check_token(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), Refusal> {
+        let verifier = match &self.tokens {
+            Tokens::NotRequired => return Ok(()),
+            Tokens::Unverifiable => return Err(Refusal::CannotVerify),
+            Tokens::Required(verifier) => verifier,
+        };
+        let from_query = query.and_then(|q| {
+            q.split('&')
+                .find_map(|pair| pair.strip_prefix("access_token="))
+        });
+        let verified = match (chorus_service::auth::bearer_token(headers), from_query) {
+            (Ok(token), _) => verifier.verify(token),
+            (Err(AuthFailure::Missing), Some(token)) => verifier.verify(token),
+            (Err(failure), _) => Err(failure),
+        };
+        verified.map(|_| ()).map_err(|failure| {
+            tracing::debug!(reason = failure.reason(), %failure, "watch token refused");
+            Refusal::Token(failure.reason())
+        })
     }
 
     fn decide(self: &Arc<Self>, address: IpAddr, headers: &HeaderMap) -> Result<Admitted, Refusal> {

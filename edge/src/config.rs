@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use chorus_service::AuthArgs;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct EdgeConfig {
     /// Address viewers connect to (WebSocket).
@@ -109,6 +111,14 @@ pub struct EdgeConfig {
     /// Origins allowed to connect (comma-separated; empty allows any). Requests from others get 403.
     #[arg(long, env = "CHORUS_EDGE_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Require a watch token: a viewer must send a JWT (`Authorization: Bearer <jwt>`) valid for the
+    /// `--jwt-*` keys below, or is refused with 401 before any upgrade. Off by default: anyone may watch.
+    /// (`--auth` plays no part on an edge.)
+    #[arg(long, env = "CHORUS_EDGE_REQUIRE_TOKEN")]
+    pub require_token: bool,
+    /// The keys, issuer, audience and leeway watch tokens are checked with (used with `--require-token`).
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 impl EdgeConfig {

@@ -22,6 +22,8 @@ pub enum ServerFrame<'a> {
         edge_id: &'a str,
         join: &'a [JoinPosition],
         heartbeat_ms: u64,
+        /// The stream's like count so far.
+        likes_total: u64,
     },
     Events {
         stream_id: &'a str,
@@ -36,6 +38,13 @@ pub enum ServerFrame<'a> {
         stream_id: &'a str,
         missed_frames: u64,
         reason: &'a str,
+    },
+    /// Comments left out by the stream's comment budget (a `gap` with reason `sampled`).
+    #[serde(rename = "gap")]
+    Sampled {
+        stream_id: &'a str,
+        reason: &'a str,
+        missed_events: u64,
     },
     /// The connection ends: come back after `delay_ms` (random, so clients do not all come back at once).
     Reconnect {
@@ -87,7 +96,7 @@ pub struct StreamFrame {
     pub events: Vec<PushedEvent>,
     /// Pre-encoded `events` frame (comments), if any.
     pub comments: Option<Utf8Bytes>,
-    /// Pre-encoded `likes` frame, if any.
+    /// Pre-encoded `likes` frame, in a frame of its own (likes come aggregated from fanout, once per tick).
     pub likes: Option<Utf8Bytes>,
 }
 
@@ -104,13 +113,47 @@ impl StreamFrame {
                 None => first_offsets.push((e.topic.clone(), e.offset)),
             }
         }
-        let (comments, likes) = encode_parts(stream_id, &events);
+        let comments = encode_comments(stream_id, &events);
         Some(StreamFrame {
             first_offsets,
             events,
             comments,
-            likes,
+            likes: None,
         })
+    }
+
+    /// A `gap` frame telling the viewers how many comments the stream's budget left out.
+    pub fn sampled(stream_id: &str, left_out: u64) -> StreamFrame {
+        StreamFrame {
+            first_offsets: Vec::new(),
+            events: Vec::new(),
+            comments: Some(
+                ServerFrame::Sampled {
+                    stream_id,
+                    reason: "sampled",
+                    missed_events: left_out,
+                }
+                .to_text(),
+            ),
+            likes: None,
+        }
+    }
+
+    /// A `likes` frame: the likes of a stream that fanout counted in one tick, and the running total.
+    pub fn likes(stream_id: &str, delta: u64, total: u64) -> StreamFrame {
+        StreamFrame {
+            first_offsets: Vec::new(),
+            events: Vec::new(),
+            comments: None,
+            likes: Some(
+                ServerFrame::Likes {
+                    stream_id,
+                    delta,
+                    total,
+                }
+                .to_text(),
+            ),
+        }
     }
 
     fn whole_for(&self, join: &Join) -> bool {
@@ -136,8 +179,7 @@ impl StreamFrame {
             .filter(|e| e.offset >= join_offset(join, &e.topic))
             .cloned()
             .collect();
-        let (comments, likes) = encode_parts(stream_id, &later);
-        comments.into_iter().chain(likes).collect()
+        encode_comments(stream_id, &later).into_iter().collect()
     }
 
     /// Events in this frame that a viewer joined at `join` receives.
@@ -152,10 +194,9 @@ impl StreamFrame {
     }
 }
 
-fn encode_parts(stream_id: &str, events: &[PushedEvent]) -> (Option<Utf8Bytes>, Option<Utf8Bytes>) {
+fn encode_comments(stream_id: &str, events: &[PushedEvent]) -> Option<Utf8Bytes> {
     let comments: Vec<ViewerEvent<'_>> = events
         .iter()
-        .filter(|e| e.event.kind != EventKind::Like)
         .map(|e| ViewerEvent {
             event_id: &e.event.event_id,
             user_id: &e.event.user_id,
@@ -171,24 +212,11 @@ fn encode_parts(stream_id: &str, events: &[PushedEvent]) -> (Option<Utf8Bytes>, 
             offset: e.offset,
         })
         .collect();
-    let likes: Vec<&PushedEvent> = events
-        .iter()
-        .filter(|e| e.event.kind == EventKind::Like)
-        .collect();
-    let comments = (!comments.is_empty()).then(|| {
+    (!comments.is_empty()).then(|| {
         ServerFrame::Events {
             stream_id,
             events: comments,
         }
         .to_text()
-    });
-    let likes = (!likes.is_empty()).then(|| {
-        ServerFrame::Likes {
-            stream_id,
-            delta: likes.len() as u64,
-            total: likes.iter().map(|e| e.likes_total).max().unwrap_or(0),
-        }
-        .to_text()
-    });
-    (comments, likes)
+    })
 }

@@ -58,6 +58,8 @@ pub enum EdgeError {
     Metrics(#[from] prometheus::Error),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("cannot verify watch tokens: {0}")]
+    Auth(#[from] chorus_service::auth::AuthSetupError),
 }
 
 /// The sockets an edge serves on.
@@ -135,7 +137,7 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let viewers = viewer::router(viewer::ViewerState {
         rooms: rooms.clone(),
-        admission: Arc::new(admission::Admission::new(&config, metrics.clone())),
+        admission: Arc::new(admission::Admission::try_new(&config, metrics.clone())?),
         config: Arc::new(config),
         edge_id: edge_id.into(),
         metrics: metrics.clone(),

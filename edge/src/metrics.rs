@@ -19,6 +19,7 @@ pub struct EdgeMetrics {
     pub bytes_sent: IntCounter,
     pub events_delivered: IntCounter,
     pub gaps: IntCounter,
+    pub likes_frames: IntCounter,
     pub reconnects: IntCounterVec,
     pub liveness_timeouts: IntCounter,
     pub slow_disconnects: IntCounter,
@@ -83,6 +84,10 @@ impl EdgeMetrics {
                 "chorus_edge_gaps_total",
                 "Gap frames sent to viewers that fell behind",
             )?,
+            likes_frames: counter(
+                "chorus_edge_likes_frames_total",
+                "Aggregated likes frames from fanout broadcast to a stream's viewers",
+            )?,
             reconnects: IntCounterVec::new(
                 Opts::new(
                     "chorus_edge_reconnects_total",
@@ -129,6 +134,7 @@ impl EdgeMetrics {
         registry.register(Box::new(m.duplicates_dropped.clone()))?;
         registry.register(Box::new(m.events_unrouted.clone()))?;
         registry.register(Box::new(m.frames_sent.clone()))?;
+        registry.register(Box::new(m.likes_frames.clone()))?;
         registry.register(Box::new(m.bytes_sent.clone()))?;
         registry.register(Box::new(m.events_delivered.clone()))?;
         registry.register(Box::new(m.gaps.clone()))?;

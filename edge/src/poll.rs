@@ -33,10 +33,11 @@ pub async fn serve(
     State(state): State<ViewerState>,
     Path(stream_id): Path<String>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     Query(query): Query<PollQuery>,
 ) -> Response {
-    let admitted = match admit(&state, &stream_id, client.ip(), &headers) {
+    let admitted = match admit(&state, &stream_id, client.ip(), &headers, uri.query()) {
         Ok(admitted) => admitted,
         Err(refused) => return *refused,
     };
@@ -50,6 +51,7 @@ pub async fn serve(
             &state.edge_id,
             &joined.join,
             state.config.heartbeat_ms,
+            joined.likes_total,
         );
         return answer(&cursor::encode(&joined.join), &[hello]);
     };

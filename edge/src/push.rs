@@ -81,6 +81,15 @@ async fn serve(state: PushState, session: SessionId, mut socket: WebSocket) {
                 PushFrame::Subscribed { positions, .. } => state.rooms.advance(positions),
                 PushFrame::Positions(positions) => state.rooms.advance(positions),
                 PushFrame::Events(events) => state.rooms.deliver(events),
+                PushFrame::Sampled {
+                    stream_id,
+                    left_out,
+                } => state.rooms.sampled(&stream_id, left_out),
+                PushFrame::Likes {
+                    stream_id,
+                    delta,
+                    total,
+                } => state.rooms.likes(&stream_id, delta, total),
             }
         }
     }

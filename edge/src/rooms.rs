@@ -49,6 +49,8 @@ struct RoomState {
     frames: VecDeque<Arc<StreamFrame>>,
     /// Events waiting for the next tick, when frames are coalesced.
     pending: Vec<PushedEvent>,
+    /// The stream's like count, as fanout last announced it.
+    likes_total: u64,
 }
 
 /// What a client returning with a cursor missed, and its subscription for what comes next.
@@ -67,6 +69,8 @@ pub struct Joined {
     pub frames: broadcast::Receiver<Arc<StreamFrame>>,
     /// One position per topic carrying the stream (the local `events` first).
     pub join: Vec<JoinPosition>,
+    /// The stream's like count when the viewer joined.
+    pub likes_total: u64,
 }
 
 #[derive(Debug)]
@@ -165,6 +169,7 @@ impl Rooms {
                 recent: RecentIds::new(self.dedup_window),
                 frames: VecDeque::new(),
                 pending: Vec::new(),
+                likes_total: 0,
             }),
         });
         rooms.insert(stream_id.to_owned(), room.clone());
@@ -200,7 +205,11 @@ impl Rooms {
                 }
             })
             .collect();
-        Joined { frames, join }
+        Joined {
+            frames,
+            join,
+            likes_total: state.likes_total,
+        }
     }
 
     /// A client comes back at `cursor` (where its last response left it): the buffered frames it has not
@@ -285,6 +294,35 @@ impl Rooms {
 
     pub fn note_batch(&self) {
         self.metrics.push_batches.inc();
+    }
+
+    /// Fanout's likes of a stream for one tick: broadcast at once (they are aggregated already) and
+    /// remembered for the `hello` of viewers who join later.
+    pub fn likes(&self, stream_id: &str, delta: u64, total: u64) {
+        let Some(room) = lock(&self.rooms).get(stream_id).cloned() else {
+            return;
+        };
+        let mut state = lock(&room.state);
+        let grew = total > state.likes_total;
+        state.likes_total = state.likes_total.max(total);
+        // A delta of 0 announces a total the viewers may not know yet (a new subscription's first one).
+        if delta > 0 || grew {
+            self.metrics.likes_frames.inc();
+            let frame = StreamFrame::likes(stream_id, delta, state.likes_total);
+            // Not kept for returning clients: the next likes frame carries the total anyway.
+            let _ = room.frames.send(Arc::new(frame));
+        }
+    }
+
+    /// Comments of a stream that its budget left out: the viewers are told how many.
+    pub fn sampled(&self, stream_id: &str, left_out: u64) {
+        let Some(room) = lock(&self.rooms).get(stream_id).cloned() else {
+            return;
+        };
+        let _state = lock(&room.state);
+        let _ = room
+            .frames
+            .send(Arc::new(StreamFrame::sampled(stream_id, left_out)));
     }
 
     /// Fanout's heartbeat: it has handed on every event before these positions.

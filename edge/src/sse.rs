@@ -42,9 +42,10 @@ pub async fn serve(
     State(state): State<ViewerState>,
     Path(stream_id): Path<String>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Response {
-    let admitted = match admit(&state, &stream_id, client.ip(), &headers) {
+    let admitted = match admit(&state, &stream_id, client.ip(), &headers, uri.query()) {
         Ok(admitted) => admitted,
         Err(refused) => return *refused,
     };
@@ -100,6 +101,7 @@ pub async fn serve(
                 &state.edge_id,
                 &joined.join,
                 state.config.heartbeat_ms,
+                joined.likes_total,
             );
             state.metrics.joins.inc();
             Streaming {

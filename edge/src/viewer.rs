@@ -51,10 +51,11 @@ async fn upgrade(
     State(state): State<ViewerState>,
     Path(stream_id): Path<String>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let admitted = match admit(&state, &stream_id, client.ip(), &headers) {
+    let admitted = match admit(&state, &stream_id, client.ip(), &headers, uri.query()) {
         Ok(admitted) => admitted,
         Err(refused) => return *refused,
     };
@@ -87,6 +88,7 @@ async fn watch(state: ViewerState, admitted: Admitted, stream_id: String, mut so
         &state.edge_id,
         &joined.join,
         state.config.heartbeat_ms,
+        joined.likes_total,
     );
     if send(&mut socket, &metrics, hello).await.is_err() {
         return;

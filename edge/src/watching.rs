@@ -39,6 +39,7 @@ pub fn admit(
     stream_id: &str,
     address: IpAddr,
     headers: &HeaderMap,
+    query: Option<&str>,
 ) -> Result<Admitted, Box<Response>> {
     if !chorus_schemas::is_valid_stream_id(stream_id) {
         return Err(Box::new(bad_request(
@@ -49,7 +50,7 @@ pub fn admit(
     }
     state
         .admission
-        .admit(address, headers)
+        .admit_with_query(address, headers, query)
         .map_err(|refusal| Box::new(refusal.into_response()))
 }
 
@@ -95,12 +96,14 @@ pub fn hello(
     edge_id: &str,
     join: &[JoinPosition],
     heartbeat_ms: u64,
+    likes_total: u64,
 ) -> Utf8Bytes {
     ServerFrame::Hello {
         stream_id,
         edge_id,
         join,
         heartbeat_ms,
+        likes_total,
     }
     .to_text()
 }

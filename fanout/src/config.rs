@@ -31,6 +31,22 @@ pub struct FanoutConfig {
     /// between its join and the moment its subscription reaches fanout); older than the staleness bound go too.
     #[arg(long, env = "CHORUS_FANOUT_GAP_FILL_BUFFER", default_value_t = 4_096)]
     pub gap_fill_buffer: usize,
+    /// Comments per second (of event time) pushed to a stream's viewers; beyond it comments are sampled, the
+    /// same ones for every edge, the owner's and moderators' always kept (0: no budget).
+    #[arg(long, env = "CHORUS_FANOUT_COMMENT_BUDGET", default_value_t = 50)]
+    pub comment_budget: u32,
+    /// Per-stream budgets overriding `--comment-budget`: `stream=comments_per_second`, comma-separated.
+    #[arg(
+        long,
+        env = "CHORUS_FANOUT_COMMENT_BUDGET_OVERRIDES",
+        value_delimiter = ',',
+        value_parser = crate::budget::parse_override
+    )]
+    pub comment_budget_overrides: Vec<(String, u32)>,
+    /// Likes are counted per stream and announced (delta and total) at most once per stream per tick of this
+    /// many milliseconds; each tick also checkpoints the changed totals to `like-totals`.
+    #[arg(long, env = "CHORUS_FANOUT_LIKES_TICK_MS", default_value_t = 200)]
+    pub likes_tick_ms: u64,
     /// Frames queued per edge link; when full, further events for that edge are dropped and counted.
     #[arg(long, env = "CHORUS_FANOUT_LINK_QUEUE", default_value_t = 8_192)]
     pub link_queue: usize,
@@ -49,6 +65,10 @@ pub struct FanoutConfig {
 impl FanoutConfig {
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms.max(5))
+    }
+
+    pub fn likes_tick(&self) -> Duration {
+        Duration::from_millis(self.likes_tick_ms.max(10))
     }
 
     pub fn connect_timeout(&self) -> Duration {

@@ -53,6 +53,7 @@ impl ConsumerContext for EventsContext {
                     .map(|e| (e.topic().to_owned(), e.partition()))
                     .collect();
                 tracing::info!(partitions = ?list, "partitions assigned");
+                self.router.assign(&list);
                 *self.assigned.lock().unwrap_or_else(PoisonError::into_inner) = list;
             }
             Rebalance::Revoke(partitions) => {

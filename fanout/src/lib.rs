@@ -1,6 +1,7 @@
 //! Fanout: consumes `events` in a consumer group and pushes each event to the edges that have viewers of its
 //! stream, over one persistent connection per edge. It learns who watches what from the compacted topics
-//! `subscriptions` and `edges`, which every instance reads whole.
+//! `subscriptions` and `edges`, which every instance reads whole. Likes are counted, not pushed one by one:
+//! each stream's likes go out once per tick as a delta and a total that survives restarts (`like-totals`).
 //!
 //! ```text
 //! ingest --> Kafka `events` --> [fanout] --push (WebSocket, binary batches)--> edges --> viewers
@@ -9,10 +10,14 @@
 //!
 //! - [`events`]: the group consumer (offsets stored only after hand-off); [`table_reader`]: the tables' reader;
 //! - [`tables`]: last value per key; [`router`]: routing, confirmations, positions; [`link`]: one edge link;
+//! - [`budget`]: the comment budget of hot streams; [`likes`]: exact like counts; [`like_totals`]: the likes tick (announce, checkpoint to `like-totals`);
 //! - [`config`], [`metrics`].
 
+pub mod budget;
 pub mod config;
 pub mod events;
+pub mod like_totals;
+pub mod likes;
 pub mod link;
 pub mod metrics;
 pub mod router;
@@ -98,6 +103,13 @@ pub async fn run(
         readiness.clone(),
         shutdown.clone(),
     ));
+    let likes = tokio::spawn(like_totals::run(
+        kafka.clone(),
+        config.clone(),
+        router.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let consumer = events::consumer(&kafka, &config, router.clone(), metrics.clone())?;
     let codec = kafka.stream_event_codec().await?;
     let events = events::run(
@@ -112,10 +124,12 @@ pub async fn run(
     .await;
     shutdown.cancel();
     let tables = tables.await;
+    let likes = likes.await;
     if let Ok(Err(error)) = admin.await {
         tracing::warn!(%error, "admin server ended with an error");
     }
     events?;
     tables??;
+    likes??;
     Ok(())
 }

@@ -21,6 +21,10 @@ pub struct FanoutMetrics {
     pub rebalances: IntCounterVec,
     pub commits: IntCounterVec,
     pub table_records: IntCounterVec,
+    pub likes_counted: IntCounter,
+    pub comments_sampled_out: IntCounter,
+    pub likes_frames: IntCounter,
+    pub like_checkpoints: IntCounterVec,
 }
 
 impl FanoutMetrics {
@@ -30,6 +34,25 @@ impl FanoutMetrics {
             events_consumed: counter(
                 "chorus_fanout_events_consumed_total",
                 "Events read from Kafka",
+            )?,
+            likes_counted: counter(
+                "chorus_fanout_likes_counted_total",
+                "Likes counted into stream totals (each Kafka offset once)",
+            )?,
+            comments_sampled_out: counter(
+                "chorus_fanout_comments_sampled_out_total",
+                "Comments left out of what viewers get by their stream's comment budget",
+            )?,
+            likes_frames: counter(
+                "chorus_fanout_likes_frames_total",
+                "Aggregated likes frames pushed to edges (at most one per stream, edge and tick)",
+            )?,
+            like_checkpoints: IntCounterVec::new(
+                Opts::new(
+                    "chorus_fanout_like_checkpoints_total",
+                    "Like totals written to `like-totals`, by result (ok, error)",
+                ),
+                &["result"],
             )?,
             events_stale: counter(
                 "chorus_fanout_events_stale_total",
@@ -122,6 +145,10 @@ impl FanoutMetrics {
         registry.register(Box::new(m.rebalances.clone()))?;
         registry.register(Box::new(m.commits.clone()))?;
         registry.register(Box::new(m.table_records.clone()))?;
+        registry.register(Box::new(m.likes_counted.clone()))?;
+        registry.register(Box::new(m.comments_sampled_out.clone()))?;
+        registry.register(Box::new(m.likes_frames.clone()))?;
+        registry.register(Box::new(m.like_checkpoints.clone()))?;
         Ok(m)
     }
 }

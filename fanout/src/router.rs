@@ -7,19 +7,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chorus_schemas::wire::{Position, PushFrame, PushedEvent};
-use chorus_schemas::{EdgeLease, EventKind, PartitionPosition, StreamEvent, Subscription};
+use chorus_schemas::{
+    EdgeLease, EventKind, LikeTotal, PartitionPosition, StreamEvent, Subscription,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::Budgets;
 use crate::config::FanoutConfig;
+use crate::likes::{Likes, Tick};
 use crate::link;
 use crate::metrics::FanoutMetrics;
 use crate::tables::{LeaseChange, Tables};
 
 /// An expired edge is forgotten (with its subscriptions) this long after its lease ran out.
 const FORGET_AFTER_MS: i64 = 60_000;
-/// Streams whose like totals are kept in memory; beyond it, the least recently seen totals restart.
-const MAX_LIKE_TOTALS: usize = 100_000;
 
 /// A frame on its way to one edge, with the routing sequence number it was queued at.
 #[derive(Debug)]
@@ -65,7 +67,8 @@ struct Inner {
     links: HashMap<String, LinkHandle>,
     /// Next offset to hand on, per owned topic-partition.
     positions: HashMap<(String, i32), i64>,
-    likes: HashMap<String, u64>,
+    likes: Likes,
+    budgets: Budgets,
     /// Recent events per owned topic-partition, oldest first, for gap fill.
     recent: HashMap<(String, i32), VecDeque<PushedEvent>>,
     /// Incremented for every routed event; links report how far they wrote in these numbers.
@@ -107,8 +110,15 @@ impl Router {
         metrics: FanoutMetrics,
         shutdown: CancellationToken,
     ) -> Self {
+        let budgets = Budgets::new(
+            config.comment_budget,
+            config.comment_budget_overrides.iter().cloned().collect(),
+        );
         Router {
-            inner: Mutex::default(),
+            inner: Mutex::new(Inner {
+                budgets,
+                ..Inner::default()
+            }),
             fanout_id,
             partitions,
             config,
@@ -133,25 +143,28 @@ impl Router {
         inner
             .positions
             .insert((topic.to_owned(), partition), offset + 1);
-        let likes_total = if event.kind == EventKind::Like {
-            if inner.likes.len() >= MAX_LIKE_TOTALS && !inner.likes.contains_key(&event.stream_id) {
-                inner.likes.clear();
+        if event.kind == EventKind::Like {
+            // Likes are counted, not pushed one by one: the likes tick announces them per stream.
+            if inner
+                .likes
+                .count(&event.stream_id, topic, partition, offset, seq)
+            {
+                self.metrics.likes_counted.inc();
             }
-            let total = inner.likes.entry(event.stream_id.clone()).or_default();
-            *total += 1;
-            *total
-        } else {
-            0
-        };
+            return seq;
+        }
         if now_ms - event.created_ms > self.config.staleness_ms as i64 {
             self.metrics.events_stale.inc();
+            return seq;
+        }
+        if event.kind == EventKind::Comment && !inner.budgets.admit(&event) {
+            self.metrics.comments_sampled_out.inc();
             return seq;
         }
         let pushed = PushedEvent {
             topic: topic.to_owned(),
             partition,
             offset,
-            likes_total,
             event,
         };
         self.remember(&mut inner, &pushed, now_ms);
@@ -246,6 +259,7 @@ impl Router {
             .min()
             .unwrap_or(u64::MAX)
             .min(inner.seq)
+            .min(inner.likes.barrier())
     }
 
     /// Applies a record of `subscriptions`. For a new subscription, the edge first gets the buffered events of
@@ -270,14 +284,26 @@ impl Router {
                     self.push(link, inner.seq, PushFrame::Events(fill));
                 }
                 let positions = inner.positions();
+                let likes_total = inner.likes.total(&stream_id);
                 self.push(
                     link,
                     inner.seq,
                     PushFrame::Subscribed {
-                        stream_id,
+                        stream_id: stream_id.clone(),
                         positions,
                     },
                 );
+                if let Some(total) = likes_total.filter(|t| *t > 0) {
+                    self.push(
+                        link,
+                        inner.seq,
+                        PushFrame::Likes {
+                            stream_id,
+                            delta: 0,
+                            total,
+                        },
+                    );
+                }
             }
         }
     }
@@ -397,6 +423,75 @@ impl Router {
             inner.positions.remove(tp);
             inner.recent.remove(tp);
         }
+        let numbers = revoked.iter().map(|(_, p)| *p).collect();
+        inner.likes.revoke(&numbers);
+    }
+
+    /// Partitions assigned by a rebalance: their like counts wait for a read barrier on `like-totals`.
+    pub fn assign(&self, assigned: &[(String, i32)]) {
+        let mut inner = lock(&self.inner);
+        let numbers: Vec<i32> = assigned.iter().map(|(_, p)| *p).collect();
+        inner.likes.assign(numbers, &self.fanout_id);
+    }
+
+    /// A like total read from `like-totals`.
+    pub fn apply_like_total(&self, record: &LikeTotal, partition: i32) {
+        lock(&self.inner).likes.apply(record, partition);
+    }
+
+    /// A read barrier read back from `like-totals`: when it is ours, that partition's counts are complete.
+    pub fn like_barrier_read(&self, partition: i32, key: &str) {
+        let mut inner = lock(&self.inner);
+        if inner.likes.barrier_read(partition, key) {
+            tracing::debug!(partition, "like totals of partition settled");
+        }
+    }
+
+    pub fn like_barrier_failed(&self, partition: i32) {
+        lock(&self.inner).likes.barrier_failed(partition);
+    }
+
+    /// One tick: pushes a `Likes` frame per stream with new likes and a `Sampled` frame per stream with
+    /// comments left out to each edge with its viewers; returns the like checkpoints and barriers to write.
+    pub fn likes_tick(&self, now_ms: i64) -> Tick {
+        let mut inner = lock(&self.inner);
+        let seq = inner.seq;
+        let tick = inner.likes.tick(seq, now_ms);
+        let left_out = inner.budgets.take_left_out(now_ms);
+        let inner = &*inner;
+        for (stream_id, left_out) in left_out {
+            for edge in inner.tables.edges_of(&stream_id) {
+                if let Some(link) = inner.links.get(edge) {
+                    let frame = PushFrame::Sampled {
+                        stream_id: stream_id.clone(),
+                        left_out,
+                    };
+                    self.push(link, seq, frame);
+                }
+            }
+        }
+        for (stream_id, delta, total) in &tick.announce {
+            for edge in inner.tables.edges_of(stream_id) {
+                if let Some(link) = inner.links.get(edge) {
+                    let frame = PushFrame::Likes {
+                        stream_id: stream_id.clone(),
+                        delta: *delta,
+                        total: *total,
+                    };
+                    if self.push(link, seq, frame) {
+                        self.metrics.likes_frames.inc();
+                    }
+                }
+            }
+        }
+        tick
+    }
+
+    /// The outcome of writing one like checkpoint.
+    pub fn like_total_written(&self, record: &LikeTotal, acknowledged: bool) {
+        lock(&self.inner)
+            .likes
+            .written(&record.stream_id, &record.topic, acknowledged);
     }
 
     /// What a (re)connected link sends first: who we are, our positions (so the edge's first viewers get

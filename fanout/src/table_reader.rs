@@ -1,11 +1,11 @@
-//! Reads the compacted topics `subscriptions` and `edges` from the beginning, every partition, outside any
-//! consumer group: every fanout instance holds the whole table, so a partition taken over after a rebalance
-//! is served at once.
+//! Reads the compacted topics `subscriptions`, `edges` and `like-totals` from the beginning, every partition,
+//! outside any consumer group: every fanout instance holds the whole table, so a partition taken over after a
+//! rebalance is served at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chorus_schemas::{Codec, EdgeLease, Subscription, Topics};
+use chorus_schemas::{Codec, EdgeLease, LikeTotal, Subscription, Topics};
 use chorus_service::kafka::ChorusContext;
 use chorus_service::{clock, KafkaArgs, Readiness};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -35,7 +35,7 @@ pub fn consumer(kafka: &KafkaArgs, fanout_id: &str) -> Result<(TableConsumer, us
         .map_err(FanoutError::Consumer)?;
     let topics = kafka.topics();
     let mut assignment = TopicPartitionList::new();
-    for topic in [&topics.subscriptions, &topics.edges] {
+    for topic in [&topics.subscriptions, &topics.edges, &topics.like_totals] {
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .map_err(FanoutError::Consumer)?;
@@ -72,6 +72,7 @@ pub async fn run(
 ) -> Result<(), FanoutError> {
     let subscriptions = Codec::<Subscription>::subscription()?;
     let leases = Codec::<EdgeLease>::edge_lease()?;
+    let like_totals = Codec::<LikeTotal>::like_total()?;
     let mut eofs = 0usize;
     let mut expiry = tokio::time::interval(EXPIRY_CHECK);
     loop {
@@ -91,12 +92,14 @@ pub async fn run(
                 eofs += 1;
                 if eofs == partitions {
                     readiness.satisfy("tables");
-                    tracing::info!("subscription and edge tables loaded");
+                    tracing::info!("subscription, edge and like tables loaded");
                 }
                 continue;
             }
             Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
-                return Err(FanoutError::MissingTopic("subscriptions/edges".into()));
+                return Err(FanoutError::MissingTopic(
+                    "subscriptions/edges/like-totals".into(),
+                ));
             }
             Err(error) => {
                 tracing::warn!(%error, "table read error");
@@ -110,7 +113,31 @@ pub async fn run(
                 .inc();
             continue;
         };
-        if message.topic() == topics.subscriptions {
+        if message.topic() == topics.like_totals {
+            if key.starts_with('\0') {
+                router.like_barrier_read(message.partition(), key);
+                continue;
+            }
+            let Some(payload) = message.payload() else {
+                continue;
+            };
+            match like_totals.decode(payload) {
+                Ok(record) => {
+                    metrics
+                        .table_records
+                        .with_label_values(&["like_totals", "ok"])
+                        .inc();
+                    router.apply_like_total(&record, message.partition());
+                }
+                Err(error) => {
+                    metrics
+                        .table_records
+                        .with_label_values(&["like_totals", "undecodable"])
+                        .inc();
+                    tracing::warn!(%error, "skipping an undecodable like total");
+                }
+            }
+        } else if message.topic() == topics.subscriptions {
             match message
                 .payload()
                 .map(|p| subscriptions.decode(p))

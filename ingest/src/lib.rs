@@ -8,14 +8,21 @@
 //!
 //! - [`config`]: options; [`routes`]: the handlers; [`validate`]: field rules; [`problem`]: RFC 9457 errors;
 //!   [`producer`]: the Kafka side; [`metrics`]: what is counted.
+//! - [`identity`]: who is posting (a verified bearer token, or a trusted gateway's header) and their role;
+//!   [`limits`]: rate limits per address, user and stream; [`idempotency`]: safe retries with
+//!   `Idempotency-Key`.
 
 pub mod config;
+pub mod idempotency;
+pub mod identity;
+pub mod limits;
 pub mod metrics;
 pub mod problem;
 pub mod producer;
 pub mod routes;
 pub mod validate;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +43,8 @@ pub enum IngestError {
     Schema(#[from] CodecError),
     #[error(transparent)]
     Registry(#[from] chorus_service::registry::RegistryError),
+    #[error(transparent)]
+    Auth(#[from] chorus_service::auth::AuthSetupError),
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("server error: {0}")]
@@ -65,8 +74,10 @@ pub async fn run(
         readiness,
         shutdown.clone(),
     ));
+    tokio::spawn(keep_house(state.clone(), shutdown.clone()));
     tracing::info!(addr = ?listener.local_addr().ok(), "ingest listening");
-    axum::serve(listener, app(state.clone()))
+    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
     state.producer.flush(Duration::from_secs(5));
@@ -76,6 +87,24 @@ pub async fn run(
         Err(error) => tracing::error!(%error, "admin server task failed"),
     }
     Ok(())
+}
+
+/// Every second samples the producer queue; every ten forgets rate-limit keys that are idle again.
+async fn keep_house(state: Arc<routes::AppState>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for round in 0u64.. {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        state.record_queue_depth();
+        if round % 10 == 9 {
+            state.limits.forget_idle();
+            let keys = i64::try_from(state.limits.tracked_keys()).unwrap_or(i64::MAX);
+            state.metrics.rate_limit_keys.set(keys);
+        }
+    }
 }
 
 /// Creates the topics (retrying while the cluster is away); ingest is ready once they exist.

@@ -1,6 +1,8 @@
 //! What ingest counts. Names follow `chorus_ingest_<what>_<unit>`; no label carries a stream or user id.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 #[derive(Debug, Clone)]
 pub struct IngestMetrics {
@@ -9,6 +11,11 @@ pub struct IngestMetrics {
     pub events_produced: IntCounterVec,
     pub rejected: IntCounterVec,
     pub producer_in_flight: IntGauge,
+    pub producer_queue_depth: IntGauge,
+    pub auth_failures: IntCounterVec,
+    pub rate_limited: IntCounterVec,
+    pub rate_limit_keys: IntGauge,
+    pub idempotent_replays: IntCounter,
 }
 
 impl IngestMetrics {
@@ -49,12 +56,43 @@ impl IngestMetrics {
                 "chorus_ingest_producer_in_flight_messages",
                 "Messages produced and not yet acknowledged",
             )?,
+            producer_queue_depth: IntGauge::new(
+                "chorus_ingest_producer_queue_depth",
+                "Messages in the producer queue (librdkafka's in-flight count), sampled every second",
+            )?,
+            auth_failures: IntCounterVec::new(
+                Opts::new(
+                    "chorus_ingest_auth_failures_total",
+                    "Requests refused with 401 or 403, by reason (missing, expired, bad_signature, ...)",
+                ),
+                &["reason"],
+            )?,
+            rate_limited: IntCounterVec::new(
+                Opts::new(
+                    "chorus_ingest_rate_limited_total",
+                    "Requests refused with 429, by limit (address, user_comments, user_likes, stream)",
+                ),
+                &["limit"],
+            )?,
+            rate_limit_keys: IntGauge::new(
+                "chorus_ingest_rate_limit_keys",
+                "Addresses, users and streams the rate limiters currently remember",
+            )?,
+            idempotent_replays: IntCounter::new(
+                "chorus_ingest_idempotent_replays_total",
+                "Retries with a known Idempotency-Key answered with the first answer, writing nothing",
+            )?,
         };
         registry.register(Box::new(metrics.requests.clone()))?;
         registry.register(Box::new(metrics.request_seconds.clone()))?;
         registry.register(Box::new(metrics.events_produced.clone()))?;
         registry.register(Box::new(metrics.rejected.clone()))?;
         registry.register(Box::new(metrics.producer_in_flight.clone()))?;
+        registry.register(Box::new(metrics.producer_queue_depth.clone()))?;
+        registry.register(Box::new(metrics.auth_failures.clone()))?;
+        registry.register(Box::new(metrics.rate_limited.clone()))?;
+        registry.register(Box::new(metrics.rate_limit_keys.clone()))?;
+        registry.register(Box::new(metrics.idempotent_replays.clone()))?;
         Ok(metrics)
     }
 }

@@ -3,7 +3,10 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chorus_service::AuthFailure;
 use serde::Serialize;
+
+use crate::limits::Refused;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -19,6 +22,16 @@ pub enum ApiError {
     InvalidField { field: &'static str, detail: String },
     #[error("no user identity: the `{header}` header is missing or not valid")]
     Unauthenticated { header: String },
+    #[error("{0}")]
+    Token(AuthFailure),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{}; retry after {} s", .0.limit.describe(), .0.retry_after_s())]
+    RateLimited(Refused),
+    #[error("the Idempotency-Key header must be 1 to 128 visible ASCII characters")]
+    BadIdempotencyKey,
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
     #[error("the event could not be stored; retry after {retry_after_s} s")]
     Unavailable { retry_after_s: u64 },
 }
@@ -32,6 +45,9 @@ struct Problem<'a> {
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    /// Which rate limit a 429 is about: `address`, `user_comments`, `user_likes` or `stream`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<&'a str>,
 }
 
 impl ApiError {
@@ -67,6 +83,28 @@ impl ApiError {
                 "unauthenticated",
                 "Unauthenticated",
             ),
+            ApiError::Token(AuthFailure::Missing) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Unauthenticated",
+            ),
+            ApiError::Token(_) => (StatusCode::UNAUTHORIZED, "invalid-token", "Invalid token"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            ApiError::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            ),
+            ApiError::BadIdempotencyKey => (
+                StatusCode::BAD_REQUEST,
+                "bad-idempotency-key",
+                "Invalid Idempotency-Key",
+            ),
+            ApiError::IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+            ),
             ApiError::Unavailable { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -82,6 +120,11 @@ impl IntoResponse for ApiError {
         let kind = format!("urn:chorus:problem:{slug}");
         let field = match &self {
             ApiError::InvalidField { field, .. } => Some(*field),
+            ApiError::BadIdempotencyKey | ApiError::IdempotencyKeyReused => Some("Idempotency-Key"),
+            _ => None,
+        };
+        let limit = match &self {
+            ApiError::RateLimited(refused) => Some(refused.limit.label()),
             _ => None,
         };
         let body = Problem {
@@ -90,6 +133,7 @@ impl IntoResponse for ApiError {
             status: status.as_u16(),
             detail: self.to_string(),
             field,
+            limit,
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (status, json).into_response();
@@ -98,11 +142,30 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let ApiError::Unavailable { retry_after_s } = self {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
-        }
-        if let ApiError::Unauthenticated { .. } = self {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match self {
+            ApiError::Unavailable { retry_after_s } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            }
+            ApiError::RateLimited(refused) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(refused.retry_after_s()),
+                );
+            }
+            ApiError::Unauthenticated { .. } | ApiError::Token(AuthFailure::Missing) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"chorus\""),
+                );
+            }
+            // RFC 6750: a token was sent and is not acceptable.
+            ApiError::Token(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"chorus\", error=\"invalid_token\""),
+                );
+            }
+            _ => {}
         }
         response
     }

@@ -10,12 +10,18 @@ use apache_avro::{from_avro_datum, from_value, to_avro_datum, to_value, Schema};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::records::{EdgeLease, StreamEvent, Subscription};
+use crate::records::{EdgeLease, LikeTotal, StreamEvent, Subscription};
 
 /// The schema files, compiled in. They are the contract with analytics readers.
 pub const STREAM_EVENT_AVSC: &str = include_str!("../avro/StreamEvent.avsc");
 pub const SUBSCRIPTION_AVSC: &str = include_str!("../avro/Subscription.avsc");
 pub const EDGE_LEASE_AVSC: &str = include_str!("../avro/EdgeLease.avsc");
+pub const LIKE_TOTAL_AVSC: &str = include_str!("../avro/LikeTotal.avsc");
+
+/// Earlier versions of each schema that data may still be written with (during a rolling upgrade, or in a
+/// topic's retention): payloads carrying their fingerprints are read and resolved to the current schema.
+const STREAM_EVENT_HISTORY: &[&str] = &[include_str!("../avro/history/StreamEvent/1.avsc")];
+const SUBSCRIPTION_HISTORY: &[&str] = &[include_str!("../avro/history/Subscription/1.avsc")];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -92,6 +98,8 @@ pub struct Codec<T> {
     /// The id of this schema in a Confluent-compatible Schema Registry, when one is used: payloads are then
     /// written in the registry's framing (`00`, the id as 4 bytes big-endian, the datum), and read in both.
     registry_id: Option<u32>,
+    /// Older versions of the schema, with their single-object headers.
+    earlier: Vec<(Vec<u8>, Schema)>,
     _record: PhantomData<fn() -> T>,
 }
 
@@ -99,19 +107,35 @@ pub struct Codec<T> {
 const REGISTRY_MAGIC: u8 = 0;
 
 impl<T: Serialize + DeserializeOwned> Codec<T> {
-    fn from_avsc(name: &'static str, avsc: &'static str) -> Result<Self, CodecError> {
-        let schema = Schema::parse_str(avsc).map_err(|e| CodecError::Schema {
-            schema: name,
-            source: Box::new(e),
-        })?;
-        let header =
-            RabinFingerprintHeader::from_schema(&fingerprint_schema(name, avsc)?).build_header();
+    fn from_avsc(
+        name: &'static str,
+        avsc: &'static str,
+        history: &[&'static str],
+    ) -> Result<Self, CodecError> {
+        let parse = |avsc: &str| -> Result<(Schema, Vec<u8>), CodecError> {
+            let schema = Schema::parse_str(avsc).map_err(|e| CodecError::Schema {
+                schema: name,
+                source: Box::new(e),
+            })?;
+            let header = RabinFingerprintHeader::from_schema(&fingerprint_schema(name, avsc)?)
+                .build_header();
+            Ok((schema, header))
+        };
+        let (schema, header) = parse(avsc)?;
+        let mut earlier = Vec::new();
+        for old in history {
+            let (old_schema, old_header) = parse(old)?;
+            if old_header != header {
+                earlier.push((old_header, old_schema));
+            }
+        }
         Ok(Codec {
             name,
             avsc,
             schema,
             header,
             registry_id: None,
+            earlier,
             _record: PhantomData,
         })
     }
@@ -155,24 +179,35 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
 
     /// Decodes a payload; anything that is not a complete record of this schema is an error, never a panic.
     pub fn decode(&self, payload: &[u8]) -> Result<T, CodecError> {
-        let body = match payload {
+        let (writer, body) = match payload {
             [REGISTRY_MAGIC, a, b, c, d, body @ ..] => {
                 let id = u32::from_be_bytes([*a, *b, *c, *d]);
                 if self.registry_id != Some(id) {
                     return Err(CodecError::UnknownSchemaId { id });
                 }
-                body
+                (None, body)
             }
-            _ => payload
-                .strip_prefix(self.header.as_slice())
-                .ok_or(CodecError::ForeignPayload { len: payload.len() })?,
+            _ => match payload.strip_prefix(self.header.as_slice()) {
+                Some(body) => (None, body),
+                None => self
+                    .earlier
+                    .iter()
+                    .find_map(|(header, schema)| {
+                        Some((Some(schema), payload.strip_prefix(header.as_slice())?))
+                    })
+                    .ok_or(CodecError::ForeignPayload { len: payload.len() })?,
+            },
         };
         let malformed = |e| CodecError::Malformed {
             schema: self.name,
             source: Box::new(e),
         };
         let mut reader = body;
-        let value = from_avro_datum(&self.schema, &mut reader, None).map_err(malformed)?;
+        let value = match writer {
+            Some(writer) => from_avro_datum(writer, &mut reader, Some(&self.schema)),
+            None => from_avro_datum(&self.schema, &mut reader, None),
+        }
+        .map_err(malformed)?;
         if !reader.is_empty() {
             return Err(CodecError::TrailingBytes {
                 schema: self.name,
@@ -185,26 +220,32 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
 
 impl Codec<StreamEvent> {
     pub fn stream_event() -> Result<Self, CodecError> {
-        Self::from_avsc("StreamEvent", STREAM_EVENT_AVSC)
+        Self::from_avsc("StreamEvent", STREAM_EVENT_AVSC, STREAM_EVENT_HISTORY)
     }
 }
 
 impl Codec<Subscription> {
     pub fn subscription() -> Result<Self, CodecError> {
-        Self::from_avsc("Subscription", SUBSCRIPTION_AVSC)
+        Self::from_avsc("Subscription", SUBSCRIPTION_AVSC, SUBSCRIPTION_HISTORY)
     }
 }
 
 impl Codec<EdgeLease> {
     pub fn edge_lease() -> Result<Self, CodecError> {
-        Self::from_avsc("EdgeLease", EDGE_LEASE_AVSC)
+        Self::from_avsc("EdgeLease", EDGE_LEASE_AVSC, &[])
+    }
+}
+
+impl Codec<LikeTotal> {
+    pub fn like_total() -> Result<Self, CodecError> {
+        Self::from_avsc("LikeTotal", LIKE_TOTAL_AVSC, &[])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::EventKind;
+    use crate::records::{EventKind, UserRole};
 
     fn comment() -> StreamEvent {
         StreamEvent {
@@ -215,7 +256,50 @@ mod tests {
             text: Some("What a catch! 🏏".into()),
             created_ms: 1_790_000_000_123,
             origin: "eu".into(),
+            role: UserRole::Moderator,
         }
+    }
+
+    #[test]
+    fn events_written_with_an_earlier_schema_are_read() -> Result<(), CodecError> {
+        /// A `StreamEvent` as version 1 of its schema wrote it: no role.
+        #[derive(Serialize, serde::Deserialize)]
+        struct V1 {
+            event_id: String,
+            stream_id: String,
+            user_id: String,
+            kind: EventKind,
+            text: Option<String>,
+            created_ms: i64,
+            origin: String,
+        }
+        let old = Codec::<V1>::from_avsc("StreamEvent", STREAM_EVENT_HISTORY[0], &[])?;
+        let e = comment();
+        let bytes = old.encode(&V1 {
+            event_id: e.event_id.clone(),
+            stream_id: e.stream_id.clone(),
+            user_id: e.user_id.clone(),
+            kind: e.kind,
+            text: e.text.clone(),
+            created_ms: e.created_ms,
+            origin: e.origin.clone(),
+        })?;
+        let current = Codec::stream_event()?;
+        assert_ne!(bytes[..10], current.header[..], "another fingerprint");
+        let read = current.decode(&bytes)?;
+        assert_eq!(
+            read.role,
+            UserRole::Viewer,
+            "the default for a missing role"
+        );
+        assert_eq!(
+            read,
+            StreamEvent {
+                role: UserRole::Viewer,
+                ..e
+            }
+        );
+        Ok(())
     }
 
     #[test]
@@ -265,9 +349,14 @@ mod tests {
     fn fingerprints_are_those_of_the_specifications_canonical_form() -> Result<(), CodecError> {
         // CRC-64-AVRO of each schema's Parsing Canonical Form, little-endian, as fastavro and Java compute it.
         let expected = [
-            (Codec::stream_event()?.header, "4fa3b6bcf4b57082"),
+            (Codec::stream_event()?.header, "7dd6de22a40923e9"),
+            (
+                Codec::stream_event()?.earlier[0].0.clone(),
+                "4fa3b6bcf4b57082",
+            ),
             (Codec::subscription()?.header, "39d75a83d41832c1"),
             (Codec::edge_lease()?.header, "11f238377426d931"),
+            (Codec::like_total()?.header, "691a637ff2d83bf8"),
         ];
         for (header, fingerprint) in expected {
             let hex: String = header[2..].iter().map(|b| format!("{b:02x}")).collect();

@@ -14,5 +14,7 @@ pub mod topics;
 pub mod wire;
 
 pub use avro::{Codec, CodecError};
-pub use records::{EdgeLease, EventKind, PartitionPosition, StreamEvent, Subscription};
+pub use records::{
+    EdgeLease, EventKind, LikeTotal, PartitionPosition, StreamEvent, Subscription, UserRole,
+};
 pub use topics::{is_valid_stream_id, partition_for, Topics};

@@ -11,6 +11,24 @@ pub enum EventKind {
     Other,
 }
 
+/// The poster's role in a stream, taken from their verified token. Readers map roles they do not know to
+/// `Viewer`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UserRole {
+    #[default]
+    Viewer,
+    Moderator,
+    Owner,
+}
+
+impl UserRole {
+    /// The stream's owner and its moderators: their comments are never sampled out.
+    pub fn is_privileged(self) -> bool {
+        self != UserRole::Viewer
+    }
+}
+
 /// One comment or like posted to a live stream: the value of topic `events`, keyed by `stream_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamEvent {
@@ -21,6 +39,8 @@ pub struct StreamEvent {
     pub text: Option<String>,
     pub created_ms: i64,
     pub origin: String,
+    #[serde(default)]
+    pub role: UserRole,
 }
 
 /// An edge has viewers of a stream: the value of compacted topic `subscriptions`.
@@ -57,4 +77,23 @@ pub struct EdgeLease {
     pub push_url: String,
     pub started_ms: i64,
     pub expires_ms: i64,
+}
+
+/// A stream's like count from one events topic: the value of compacted topic `like-totals`, written by the
+/// fanout instance that owns the stream's partition, so the count survives restarts and rebalances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LikeTotal {
+    pub stream_id: String,
+    pub topic: String,
+    /// Every like before this offset of `topic` is in `total`, none after.
+    pub next_offset: i64,
+    pub total: i64,
+    pub updated_ms: i64,
+}
+
+impl LikeTotal {
+    /// The record key: one per (stream, topic), so compaction keeps the latest count of each.
+    pub fn key(stream_id: &str, topic: &str) -> String {
+        format!("{stream_id}@{topic}")
+    }
 }

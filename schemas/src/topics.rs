@@ -9,6 +9,8 @@ pub struct Topics {
     pub subscriptions: String,
     /// Which edges are alive and where to reach them (compacted).
     pub edges: String,
+    /// Like counts per stream, kept by fanout (compacted, partitioned like `events`; never mirrored).
+    pub like_totals: String,
 }
 
 impl Topics {
@@ -17,6 +19,7 @@ impl Topics {
             events: format!("{prefix}events"),
             subscriptions: format!("{prefix}subscriptions"),
             edges: format!("{prefix}edges"),
+            like_totals: format!("{prefix}like-totals"),
         }
     }
 }
@@ -77,5 +80,6 @@ mod tests {
         assert_eq!(t.events, "t1.events");
         assert_eq!(t.subscriptions, "t1.subscriptions");
         assert_eq!(t.edges, "t1.edges");
+        assert_eq!(t.like_totals, "t1.like-totals");
     }
 }

@@ -19,8 +19,6 @@ pub struct PushedEvent {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
-    /// For likes: the stream's running like total including this one, as counted by fanout.
-    pub likes_total: u64,
     pub event: StreamEvent,
 }
 
@@ -37,6 +35,14 @@ pub enum PushFrame {
     },
     /// Heartbeat of the partitions this fanout instance owns.
     Positions(Vec<Position>),
+    /// Comments of a stream left out by its comment budget since the last `Sampled` frame (once per tick).
+    Sampled { stream_id: String, left_out: u64 },
+    /// Likes of a stream since its last `Likes` frame (at most one per stream per tick) and its total.
+    Likes {
+        stream_id: String,
+        delta: u64,
+        total: u64,
+    },
 }
 
 /// What one binary message on the link carries.
@@ -84,7 +90,6 @@ mod tests {
                     topic: "events".into(),
                     partition: 3,
                     offset: 7,
-                    likes_total: 0,
                     event: StreamEvent {
                         event_id: "e".into(),
                         stream_id: "s".into(),
@@ -93,6 +98,7 @@ mod tests {
                         text: Some("hi".into()),
                         created_ms: 1,
                         origin: "local".into(),
+                        role: Default::default(),
                     },
                 }]),
             ],

@@ -139,6 +139,8 @@ impl KafkaArgs {
             NewTopic::new(&topics.subscriptions, self.partitions, self.replication())
                 .set("cleanup.policy", "compact"),
             NewTopic::new(&topics.edges, 1, self.replication()).set("cleanup.policy", "compact"),
+            NewTopic::new(&topics.like_totals, self.partitions, self.replication())
+                .set("cleanup.policy", "compact"),
         ];
         self.create_topics(&new_topics, timeout).await
     }

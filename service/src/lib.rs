@@ -2,6 +2,7 @@
 //!
 //! - [`kafka`]: typed Kafka settings turned into librdkafka configuration in one place, topic creation,
 //!   and how librdkafka's asynchronous errors are reported.
+//! - [`auth`]: bearer tokens (JWT, HS256 or RS256) and the roles they carry.
 //! - [`admin`]: the admin port every role serves (`/metrics`, `/healthz`, `/readyz`).
 //! - [`shutdown`]: the one shutdown path (a signal future feeding a cancellation token).
 //! - [`telemetry`]: tracing set-up (env filter, optional JSON lines).
@@ -9,6 +10,7 @@
 //! - [`clock`]: wall-clock milliseconds, the unit of every timestamp in Chorus's records.
 
 pub mod admin;
+pub mod auth;
 pub mod clock;
 pub mod kafka;
 pub mod registry;
@@ -16,6 +18,7 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use admin::{serve_admin, Readiness};
+pub use auth::{AuthArgs, AuthFailure, AuthMode, TokenVerifier};
 pub use kafka::{KafkaArgs, KafkaSetupError};
 pub use shutdown::shutdown_signal;
 

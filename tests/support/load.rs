@@ -79,3 +79,51 @@ pub async fn post_at_rate(
     posted.sort_by_key(|p| p.seq);
     posted
 }
+
+/// Posts `rate` likes per second to `stream` for `duration` (at most `in_flight` at once), each from one of
+/// many users; returns how many were acknowledged with 202.
+pub async fn post_likes(
+    ingest: String,
+    stream: &str,
+    rate: u32,
+    duration: Duration,
+    in_flight: usize,
+) -> u64 {
+    let http = reqwest::Client::new();
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let slots = Arc::new(Semaphore::new(in_flight));
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    let total = u64::from(rate) * duration.as_secs();
+    let url = format!("{ingest}/v1/streams/{stream}/likes");
+    let started = Instant::now();
+    let mut seq = 0u64;
+    let mut tasks = Vec::new();
+    while seq < total {
+        tick.tick().await;
+        // As many as are due by now: timer ticks are too coarse for one request each.
+        let due = (started.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+        while seq < due.min(total) {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let request = http
+                .post(&url)
+                .header("x-user-id", format!("fan-{}", seq % 5000))
+                .timeout(Duration::from_secs(10));
+            let acked = acked.clone();
+            tasks.push(tokio::spawn(async move {
+                let _slot = slot;
+                if let Ok(response) = request.send().await {
+                    if response.status() == 202 {
+                        acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }));
+            seq += 1;
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    acked.load(std::sync::atomic::Ordering::Relaxed)
+}

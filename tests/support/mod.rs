@@ -115,7 +115,15 @@ impl Cluster {
     ) -> Cluster {
         let shutdown = CancellationToken::new();
         let ingest = stack::spawn_ingest(
-            parse_args(&["--listen", LOCAL, "--admin-listen", LOCAL]).expect("ingest args"),
+            // Rate limits have tests of their own; the other tests load ingest from one address.
+            parse_args(&[
+                "--listen",
+                LOCAL,
+                "--admin-listen",
+                LOCAL,
+                "--rate-limits=off",
+            ])
+            .expect("ingest args"),
             kafka.args.clone(),
             shutdown.child_token(),
         )
@@ -186,6 +194,10 @@ impl Cluster {
         let group = self.fanout_group();
         let mut args = vec!["--admin-listen", LOCAL, "--group", &group];
         args.extend(self.fanout_args.iter().map(String::as_str));
+        if !args.iter().any(|a| a.starts_with("--comment-budget")) {
+            // Tests count every comment; the budget has tests of its own.
+            args.push("--comment-budget=0");
+        }
         let fanout = stack::spawn_fanout(
             parse_args(&args).expect("fanout args"),
             self.kafka.args.clone(),
@@ -307,6 +319,9 @@ impl Process {
             "ingest" => {
                 command.arg(format!("--listen={addr}"));
             }
+            "fanout" if !args.iter().any(|a| a.starts_with("--comment-budget")) => {
+                command.arg("--comment-budget=0");
+            }
             _ => {}
         }
         let child = command.spawn().expect("spawn chorus");
@@ -326,6 +341,27 @@ impl Process {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// CPU time the process used so far (user and system), from /proc.
+    pub fn cpu(&self) -> Duration {
+        let stat = self
+            .child
+            .id()
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+            .unwrap_or_default();
+        // Fields after the command name (which is in parentheses and may hold spaces): utime is the 12th,
+        // stime the 13th, in clock ticks of 1/100 s.
+        let after = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
+        let fields: Vec<u64> = after
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+        Duration::from_millis(ticks * 10)
     }
 
     /// SIGKILL: no clean shutdown, no tombstones, no group leave.

@@ -1,0 +1,113 @@
+//! Who is posting, and with which role on the stream.
+//!
+//! - `--auth jwt`: `Authorization: Bearer <jwt>`, verified by [`TokenVerifier`] (claims in
+//!   [`chorus_service::auth`]): `sub` is the user id, `role` / `roles` the role.
+//! - `--auth trusted-header`: the gateway in front of ingest has authenticated the user and says who it is in
+//!   `--user-header` (default `x-user-id`) and, optionally, the role in `--role-header` (default `x-user-role`).
+//!
+//! The role is recorded in every event ([`chorus_schemas::StreamEvent::role`]).
+
+use axum::http::HeaderMap;
+use chorus_schemas::UserRole;
+use chorus_service::auth::{parse_role, AuthFailure, AuthSetupError, TokenVerifier};
+use chorus_service::AuthMode;
+
+use crate::config::IngestConfig;
+use crate::problem::ApiError;
+use crate::validate;
+
+/// The authenticated caller of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: String,
+    pub role: UserRole,
+}
+
+#[derive(Debug)]
+pub enum Authenticator {
+    TrustedHeader {
+        user_header: String,
+        role_header: String,
+    },
+    Jwt(Box<TokenVerifier>),
+}
+
+impl Authenticator {
+    pub fn new(config: &IngestConfig) -> Result<Self, AuthSetupError> {
+        match (config.auth.mode(), config.auth.verifier()?) {
+            (AuthMode::Jwt, Some(verifier)) => Ok(Authenticator::Jwt(Box::new(verifier))),
+            _ => {
+                tracing::warn!(
+                    header = %config.user_header,
+                    "no JWT key configured (or --auth trusted-header): trusting the user-id header; \
+                     run ingest only behind a gateway that sets it"
+                );
+                Ok(Authenticator::TrustedHeader {
+                    user_header: config.user_header.to_ascii_lowercase(),
+                    role_header: config.role_header.to_ascii_lowercase(),
+                })
+            }
+        }
+    }
+
+    /// The caller of a request to `stream_id`, or the 401/403 problem to answer with.
+    pub fn authenticate(&self, headers: &HeaderMap, stream_id: &str) -> Result<Caller, ApiError> {
+        match self {
+            Authenticator::TrustedHeader {
+                user_header,
+                role_header,
+            } => {
+                let raw = headers
+                    .get(user_header.as_str())
+                    .and_then(|v| v.to_str().ok());
+                let user_id = validate::user_id(raw).ok_or_else(|| ApiError::Unauthenticated {
+                    header: user_header.clone(),
+                })?;
+                let role = match headers.get(role_header.as_str()) {
+                    None => UserRole::Viewer,
+                    Some(value) => value.to_str().ok().and_then(parse_role).ok_or_else(|| {
+                        ApiError::Forbidden(format!(
+                            "the `{role_header}` header names no role Chorus knows \
+                                 (viewer, moderator, owner)"
+                        ))
+                    })?,
+                };
+                Ok(Caller {
+                    user_id: user_id.to_owned(),
+                    role,
+                })
+            }
+            Authenticator::Jwt(verifier) => {
+                let identity = verifier.verify_headers(headers).map_err(ApiError::Token)?;
+                if validate::user_id(Some(&identity.user_id)).is_none() {
+                    return Err(ApiError::Forbidden(format!(
+                        "the token's subject is not a Chorus user id: 1 to {} visible ASCII characters",
+                        validate::MAX_USER_ID_CHARS
+                    )));
+                }
+                let role = identity.role_on(stream_id).map_err(|role| {
+                    ApiError::Forbidden(format!(
+                        "the token gives the role {role:?} on this stream, which Chorus does not know \
+                         (viewer, moderator, owner)"
+                    ))
+                })?;
+                Ok(Caller {
+                    user_id: identity.user_id,
+                    role,
+                })
+            }
+        }
+    }
+}
+
+impl ApiError {
+    /// The `reason` label of `chorus_ingest_auth_failures_total`, if this is an authentication failure.
+    pub fn auth_failure_reason(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Unauthenticated { .. } => Some(AuthFailure::Missing.reason()),
+            ApiError::Token(failure) => Some(failure.reason()),
+            ApiError::Forbidden(_) => Some("forbidden"),
+            _ => None,
+        }
+    }
+}

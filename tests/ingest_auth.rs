@@ -1,0 +1,462 @@
+//! Who may post: with a JWT key configured, ingest accepts a post only with a valid bearer token, records the
+//! token's subject and role in the event (read back from Kafka), and refuses every bad token with a 401 that says
+//! what is wrong, writing nothing.
+
+mod support;
+
+use std::time::Duration;
+
+use chorus::stack::{self, Role};
+use chorus_schemas::{Codec, EventKind, StreamEvent, UserRole};
+use chorus_service::{clock, parse_args, KafkaArgs};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rdkafka::Message;
+use serde_json::{json, Value};
+use support::{metric, TestKafka, WAIT};
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "test-secret-of-this-test-only";
+const ISSUER: &str = "https://id.example.test";
+const AUDIENCE: &str = "chorus";
+const RS256_PRIVATE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/jwt-test-rs256-private.pem"
+);
+const RS256_PUBLIC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/jwt-test-rs256-public.pem"
+);
+
+/// An ingest on the test's broker with the given flags.
+struct Ingest {
+    role: Role,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+async fn start_ingest(kafka: &KafkaArgs, extra: &[&str]) -> Ingest {
+    let mut args = vec!["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let shutdown = CancellationToken::new();
+    let role = stack::spawn_ingest(
+        parse_args(&args).expect("ingest args"),
+        kafka.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .expect("start ingest");
+    stack::wait_ready(role.admin, WAIT)
+        .await
+        .expect("ingest ready");
+    Ingest {
+        role,
+        http: reqwest::Client::new(),
+        shutdown,
+    }
+}
+
+/// A response as a user sees it.
+struct Answer {
+    status: u16,
+    www_authenticate: Option<String>,
+    body: Value,
+}
+
+impl Ingest {
+    async fn comment(&self, stream: &str, authorization: Option<&str>, text: &str) -> Answer {
+        let mut request = self
+            .http
+            .post(format!(
+                "http://{}/v1/streams/{stream}/comments",
+                self.role.addr
+            ))
+            .json(&json!({ "text": text }));
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        let response = request.send().await.expect("post");
+        let status = response.status().as_u16();
+        let www_authenticate = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.json().await.unwrap_or(Value::Null);
+        Answer {
+            status,
+            www_authenticate,
+            body,
+        }
+    }
+
+    async fn like(&self, stream: &str, token: &str) -> Value {
+        let response = self
+            .http
+            .post(format!(
+                "http://{}/v1/streams/{stream}/likes",
+                self.role.addr
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("post like");
+        assert_eq!(response.status(), 202, "like accepted");
+        response.json().await.expect("202 body")
+    }
+}
+
+fn in_seconds(delta: i64) -> i64 {
+    clock::now_ms() / 1000 + delta
+}
+
+/// Claims that the HS256 ingest below accepts; tests change one thing at a time.
+fn good_claims(sub: &str) -> Value {
+    json!({ "sub": sub, "exp": in_seconds(600), "iss": ISSUER, "aud": AUDIENCE })
+}
+
+fn hs256(claims: &Value, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign HS256")
+}
+
+fn rs256(claims: &Value) -> String {
+    let pem = std::fs::read(RS256_PRIVATE).expect("test private key");
+    let key = EncodingKey::from_rsa_pem(&pem).expect("RSA private key");
+    jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key).expect("sign RS256")
+}
+
+/// Reads `count` events of `events` from the beginning.
+async fn read_events(kafka: &KafkaArgs, count: usize) -> Vec<StreamEvent> {
+    let consumer = support::read_from_start(kafka, &kafka.topics().events, 0..kafka.partitions);
+    let codec = Codec::stream_event().expect("codec");
+    let mut found = Vec::new();
+    while found.len() < count {
+        let message = tokio::time::timeout(WAIT, consumer.recv())
+            .await
+            .expect("events in Kafka in time")
+            .expect("consume");
+        found.push(
+            codec
+                .decode(message.payload().unwrap_or_default())
+                .expect("a StreamEvent"),
+        );
+    }
+    found
+}
+
+/// The events stored before `sentinel` (a 202 body) on its partition, read from the beginning.
+async fn stored_before(kafka: &KafkaArgs, sentinel: &Value) -> Vec<StreamEvent> {
+    let partition = sentinel["partition"].as_i64().expect("partition");
+    let partition = i32::try_from(partition).expect("partition");
+    let consumer = support::read_from_start(kafka, &kafka.topics().events, [partition]);
+    let codec = Codec::stream_event().expect("codec");
+    let mut before = Vec::new();
+    loop {
+        let message = tokio::time::timeout(WAIT, consumer.recv())
+            .await
+            .expect("the sentinel in Kafka in time")
+            .expect("consume");
+        let event: StreamEvent = codec
+            .decode(message.payload().unwrap_or_default())
+            .expect("a StreamEvent");
+        if sentinel["event_id"] == event.event_id.as_str() {
+            return before;
+        }
+        before.push(event);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_token_posts_as_its_subject_with_its_role() {
+    let kafka = TestKafka::start().await;
+    let ingest = start_ingest(
+        &kafka.args,
+        &[
+            "--jwt-hs256-secret",
+            SECRET,
+            "--jwt-issuer",
+            ISSUER,
+            "--jwt-audience",
+            AUDIENCE,
+        ],
+    )
+    .await;
+
+    // A moderator everywhere, and the owner of their own stream.
+    let mut claims = good_claims("alice");
+    claims["role"] = json!("moderator");
+    claims["roles"] = json!({ "alices-stream": "owner" });
+    let token = hs256(&claims, SECRET);
+    let answer = ingest
+        .comment("final", Some(&format!("Bearer {token}")), "hello")
+        .await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let liked = ingest.like("alices-stream", &token).await;
+    // No role claim: a viewer.
+    let viewer = hs256(&good_claims("bob"), SECRET);
+    let bobs = ingest
+        .comment("final", Some(&format!("bearer {viewer}")), "hi")
+        .await;
+    assert_eq!(bobs.status, 202, "the scheme is case-insensitive");
+
+    let mut stored = read_events(&kafka.args, 3).await;
+    stored.sort_by_key(|e| e.created_ms);
+    let by_id = |id: &Value| {
+        stored
+            .iter()
+            .find(|e| *id == e.event_id.as_str())
+            .unwrap_or_else(|| panic!("{id} in Kafka: {stored:?}"))
+            .clone()
+    };
+    let comment = by_id(&answer.body["event_id"]);
+    assert_eq!(comment.user_id, "alice");
+    assert_eq!(comment.role, UserRole::Moderator);
+    assert_eq!(comment.kind, EventKind::Comment);
+    assert_eq!(comment.text.as_deref(), Some("hello"));
+    let like = by_id(&liked["event_id"]);
+    assert_eq!(
+        (like.user_id.as_str(), like.role),
+        ("alice", UserRole::Owner)
+    );
+    let bob = by_id(&bobs.body["event_id"]);
+    assert_eq!((bob.user_id.as_str(), bob.role), ("bob", UserRole::Viewer));
+    assert_eq!(
+        metric(ingest.role.admin, "chorus_ingest_auth_failures_total").await,
+        0.0
+    );
+    ingest.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_get_401_saying_what_is_wrong_and_store_nothing() {
+    let kafka = TestKafka::start().await;
+    let ingest = start_ingest(
+        &kafka.args,
+        &[
+            "--jwt-hs256-secret",
+            SECRET,
+            "--jwt-issuer",
+            ISSUER,
+            "--jwt-audience",
+            AUDIENCE,
+            "--jwt-leeway-s",
+            "5",
+        ],
+    )
+    .await;
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut claims = good_claims("mallory");
+        change(&mut claims);
+        format!("Bearer {}", hs256(&claims, SECRET))
+    };
+    let expired = with(&|c| c["exp"] = json!(in_seconds(-60)));
+    let wrong_audience = with(&|c| c["aud"] = json!("someone-else"));
+    let wrong_issuer = with(&|c| c["iss"] = json!("https://evil.example.test"));
+    let no_expiry = with(&|c| {
+        c.as_object_mut().map(|o| o.remove("exp"));
+    });
+    let wrong_signature = format!(
+        "Bearer {}",
+        hs256(&good_claims("mallory"), "not-the-secret")
+    );
+    // (name, Authorization header, problem type, words the detail must contain)
+    let cases: Vec<(&str, Option<String>, &str, &str)> = vec![
+        ("missing token", None, "unauthenticated", "no bearer token"),
+        (
+            "not a bearer header",
+            Some("Basic bWFsbG9yeTpwdw==".into()),
+            "invalid-token",
+            "malformed",
+        ),
+        (
+            "not a JWT",
+            Some("Bearer not.a.jwt".into()),
+            "invalid-token",
+            "malformed",
+        ),
+        ("expired", Some(expired), "invalid-token", "expired"),
+        (
+            "wrong signature",
+            Some(wrong_signature),
+            "invalid-token",
+            "signature",
+        ),
+        (
+            "wrong audience",
+            Some(wrong_audience),
+            "invalid-token",
+            "audience",
+        ),
+        (
+            "wrong issuer",
+            Some(wrong_issuer),
+            "invalid-token",
+            "issuer",
+        ),
+        ("no exp claim", Some(no_expiry), "invalid-token", "exp"),
+    ];
+    let count = cases.len();
+    for (name, authorization, kind, words) in cases {
+        let answer = ingest
+            .comment("final", authorization.as_deref(), "let me in")
+            .await;
+        assert_eq!(answer.status, 401, "{name}: {}", answer.body);
+        assert_eq!(
+            answer.body["type"],
+            format!("urn:chorus:problem:{kind}"),
+            "{name}"
+        );
+        let detail = answer.body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(words), "{name}: {detail:?}");
+        let challenge = answer.www_authenticate.unwrap_or_default();
+        assert!(challenge.starts_with("Bearer"), "{name}: {challenge}");
+        if authorization.is_some() {
+            assert!(
+                challenge.contains(r#"error="invalid_token""#),
+                "{name}: {challenge}"
+            );
+        }
+    }
+
+    // A valid token with a role Chorus does not know: authenticated, but not allowed.
+    let mut claims = good_claims("mallory");
+    claims["role"] = json!("emperor");
+    let answer = ingest
+        .comment(
+            "final",
+            Some(&format!("Bearer {}", hs256(&claims, SECRET))),
+            "bow",
+        )
+        .await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert_eq!(answer.body["type"], "urn:chorus:problem:forbidden");
+
+    assert_eq!(
+        metric(ingest.role.admin, "chorus_ingest_auth_failures_total").await,
+        (count + 1) as f64
+    );
+    let sentinel = ingest
+        .comment(
+            "final",
+            Some(&format!("Bearer {}", hs256(&good_claims("sam"), SECRET))),
+            "the end",
+        )
+        .await;
+    assert_eq!(sentinel.status, 202, "{}", sentinel.body);
+    assert_eq!(
+        stored_before(&kafka.args, &sentinel.body).await,
+        [],
+        "no refused post was written"
+    );
+    ingest.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs256_tokens_are_verified_with_the_public_key_file() {
+    let kafka = TestKafka::start().await;
+    // No issuer or audience configured: neither is checked.
+    let ingest = start_ingest(&kafka.args, &["--jwt-rs256-public-key-file", RS256_PUBLIC]).await;
+    let mut claims =
+        json!({ "sub": "carol", "exp": in_seconds(600), "aud": "anyone", "role": "owner" });
+    let answer = ingest
+        .comment(
+            "final",
+            Some(&format!("Bearer {}", rs256(&claims))),
+            "signed",
+        )
+        .await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+
+    // Only RS256 is configured: an HS256 token is refused, whatever its secret.
+    let answer = ingest
+        .comment(
+            "final",
+            Some(&format!("Bearer {}", hs256(&claims, SECRET))),
+            "sneaky",
+        )
+        .await;
+    assert_eq!(answer.status, 401, "{}", answer.body);
+    assert_eq!(answer.body["type"], "urn:chorus:problem:invalid-token");
+    claims["sub"] = json!("");
+    let answer = ingest
+        .comment("final", Some(&format!("Bearer {}", rs256(&claims))), "who?")
+        .await;
+    assert_eq!(
+        answer.status, 403,
+        "an empty subject is no user: {}",
+        answer.body
+    );
+
+    claims["sub"] = json!("sam");
+    let sentinel = ingest
+        .comment(
+            "final",
+            Some(&format!("Bearer {}", rs256(&claims))),
+            "the end",
+        )
+        .await;
+    assert_eq!(sentinel.status, 202, "{}", sentinel.body);
+    let stored = stored_before(&kafka.args, &sentinel.body).await;
+    assert_eq!(stored.len(), 1, "only the accepted post: {stored:?}");
+    assert_eq!(stored[0].user_id, "carol");
+    assert_eq!(stored[0].role, UserRole::Owner);
+    assert_eq!(stored[0].text.as_deref(), Some("signed"));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        ingest.shutdown.cancel();
+        let _ = ingest.role.task.await;
+    })
+    .await
+    .expect("ingest stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_that_requires_a_watch_token_refuses_viewers_without_one() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+
+    let cluster =
+        support::Cluster::start_with(1, 1, &["--require-token", "--jwt-hs256-secret", SECRET])
+            .await;
+    let url = cluster.viewer_url(0, "final");
+    let handshake = |authorization: Option<String>| {
+        let mut request = url.as_str().into_client_request().expect("request");
+        if let Some(authorization) = authorization {
+            request.headers_mut().insert(
+                "authorization",
+                authorization.parse().expect("header value"),
+            );
+        }
+        tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+    };
+    for (name, authorization) in [
+        ("no token", None),
+        (
+            "wrong signature",
+            Some(format!("Bearer {}", hs256(&good_claims("eve"), "guess"))),
+        ),
+    ] {
+        match handshake(authorization).await.expect("answered in time") {
+            Err(WsError::Http(response)) => {
+                assert_eq!(response.status(), 401, "{name}");
+                let challenge = response
+                    .headers()
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                assert!(challenge.starts_with("Bearer"), "{name}: {challenge}");
+            }
+            other => panic!("{name}: expected a 401, got {other:?}"),
+        }
+    }
+    let watch = json!({ "sub": "viewer-1", "exp": in_seconds(600) });
+    let (socket, _) = handshake(Some(format!("Bearer {}", hs256(&watch, SECRET))))
+        .await
+        .expect("answered in time")
+        .expect("a valid watch token is admitted");
+    drop(socket);
+    cluster.stop().await;
+}
