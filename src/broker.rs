@@ -90,6 +90,11 @@ impl LocalBroker {
     }
 
     /// The bootstrap address, `127.0.0.1:PORT`.
+    /// The broker's process id (for its CPU time and memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
     pub fn bootstrap(&self) -> String {
         self.addr.to_string()
     }

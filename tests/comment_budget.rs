@@ -162,6 +162,13 @@ async fn a_hot_streams_comments_are_sampled_to_its_budget_the_same_for_every_vie
     let codec = chorus_schemas::Codec::stream_event().expect("codec");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while found.len() < wanted.len() {
+        // Checked apart: a broker that redelivers records never lets `recv` time out.
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "every event in Kafka in time: {} of {}",
+            found.len(),
+            wanted.len()
+        );
         let message = tokio::time::timeout_at(deadline, consumer.recv())
             .await
             .expect("every event in Kafka in time")

@@ -26,6 +26,7 @@ pub struct EdgeMetrics {
     pub draining: IntGauge,
     pub joins: IntCounter,
     pub join_to_first_event: Histogram,
+    pub queue_depth: Histogram,
     pub membership_writes: IntCounterVec,
 }
 
@@ -108,6 +109,13 @@ impl EdgeMetrics {
                 "1 while the edge drains its viewers",
             )?,
             joins: counter("chorus_edge_joins_total", "Viewers that received hello")?,
+            queue_depth: Histogram::with_opts(
+                HistogramOpts::new(
+                    "chorus_edge_viewer_queue_frames",
+                    "Frames waiting for a viewer when it starts a write (its backlog in its stream's buffer)",
+                )
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            )?,
             join_to_first_event: Histogram::with_opts(
                 HistogramOpts::new(
                     "chorus_edge_join_to_first_event_seconds",
@@ -144,6 +152,7 @@ impl EdgeMetrics {
         registry.register(Box::new(m.slow_disconnects.clone()))?;
         registry.register(Box::new(m.joins.clone()))?;
         registry.register(Box::new(m.join_to_first_event.clone()))?;
+        registry.register(Box::new(m.queue_depth.clone()))?;
         registry.register(Box::new(m.membership_writes.clone()))?;
         Ok(m)
     }

@@ -135,6 +135,7 @@ async fn watch(state: ViewerState, admitted: Admitted, stream_id: String, mut so
             frame = joined.frames.recv() => match frame {
                 Ok(frame) => {
                     // Everything already queued for this viewer goes out together, then one flush.
+                    metrics.queue_depth.observe((joined.frames.len() + 1) as f64);
                     let mut queued = vec![frame];
                     while queued.len() < MAX_FRAMES_PER_FLUSH {
                         match joined.frames.try_recv() {
