@@ -6,14 +6,12 @@ mod support;
 
 use std::time::Duration;
 
-use chorus::stack::{self, Role};
 use chorus_schemas::{Codec, EventKind, StreamEvent, UserRole};
-use chorus_service::{clock, parse_args, KafkaArgs};
+use chorus_service::{clock, KafkaArgs};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rdkafka::Message;
 use serde_json::{json, Value};
-use support::{metric, TestKafka, WAIT};
-use tokio_util::sync::CancellationToken;
+use support::{metric, start_ingest, Ingest, TestKafka, WAIT};
 
 const SECRET: &str = "test-secret-of-this-test-only";
 const ISSUER: &str = "https://id.example.test";
@@ -26,34 +24,6 @@ const RS256_PUBLIC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/jwt-test-rs256-public.pem"
 );
-
-/// An ingest on the test's broker with the given flags.
-struct Ingest {
-    role: Role,
-    http: reqwest::Client,
-    shutdown: CancellationToken,
-}
-
-async fn start_ingest(kafka: &KafkaArgs, extra: &[&str]) -> Ingest {
-    let mut args = vec!["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let shutdown = CancellationToken::new();
-    let role = stack::spawn_ingest(
-        parse_args(&args).expect("ingest args"),
-        kafka.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .expect("start ingest");
-    stack::wait_ready(role.admin, WAIT)
-        .await
-        .expect("ingest ready");
-    Ingest {
-        role,
-        http: reqwest::Client::new(),
-        shutdown,
-    }
-}
 
 /// A response as a user sees it.
 struct Answer {

@@ -6,42 +6,12 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use chorus::stack::{self, Role};
 use chorus_schemas::Codec;
-use chorus_service::{parse_args, KafkaArgs};
+use chorus_service::KafkaArgs;
 use futures_util::future::join_all;
 use rdkafka::Message;
 use serde_json::{json, Value};
-use support::{metric, Cluster, TestKafka, WAIT};
-use tokio_util::sync::CancellationToken;
-
-/// An ingest on the test's broker with the given flags (trusted-header identity: `x-user-id`).
-struct Ingest {
-    role: Role,
-    http: reqwest::Client,
-    shutdown: CancellationToken,
-}
-
-async fn start_ingest(kafka: &KafkaArgs, extra: &[&str]) -> Ingest {
-    let mut args = vec!["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let shutdown = CancellationToken::new();
-    let role = stack::spawn_ingest(
-        parse_args(&args).expect("ingest args"),
-        kafka.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .expect("start ingest");
-    stack::wait_ready(role.admin, WAIT)
-        .await
-        .expect("ingest ready");
-    Ingest {
-        role,
-        http: reqwest::Client::new(),
-        shutdown,
-    }
-}
+use support::{metric, start_ingest, Cluster, Ingest, TestKafka, WAIT};
 
 /// A response as a user sees it.
 #[derive(Debug, Clone)]

@@ -22,6 +22,9 @@ pub enum Kind {
     ChorusWs,
     /// A Chorus edge over Server-Sent Events (held idle: memory only).
     ChorusSse,
+    /// A Chorus edge over long-poll (held idle: memory only): the first poll gets the hello and a cursor,
+    /// each next one waits at the edge for frames after it.
+    ChorusPoll,
     /// An Nchan subscriber over WebSocket: each message is `t=<send µs> seq=<n>`.
     Nchan,
 }
@@ -280,6 +283,36 @@ async fn sse_viewer(
     while let Some(Ok(_)) = body.next().await {}
 }
 
+async fn poll_viewer(
+    args: Arc<ClientArgs>,
+    source: IpAddr,
+    connected: tokio::sync::mpsc::Sender<bool>,
+) {
+    let Ok(client) = reqwest::Client::builder()
+        .local_address(source)
+        .timeout(Duration::from_secs(120))
+        .build()
+    else {
+        let _ = connected.send(false).await;
+        return;
+    };
+    let poll = |cursor: Option<String>| {
+        let mut request = client.get(&args.url);
+        if let Some(cursor) = cursor {
+            request = request.query(&[("cursor", cursor)]);
+        }
+        async move {
+            let answer: serde_json::Value = request.send().await.ok()?.json().await.ok()?;
+            answer["cursor"].as_str().map(str::to_owned)
+        }
+    };
+    let mut cursor = poll(None).await;
+    let _ = connected.send(cursor.is_some()).await;
+    while let Some(at) = cursor {
+        cursor = poll(Some(at)).await;
+    }
+}
+
 /// Runs one client process until `stop` on stdin or `--max-seconds`.
 pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     let args = Arc::new(args);
@@ -317,6 +350,9 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 match args.kind {
                     Kind::ChorusSse => {
                         tokio::spawn(sse_viewer(args.clone(), source, connected));
+                    }
+                    Kind::ChorusPoll => {
+                        tokio::spawn(poll_viewer(args.clone(), source, connected));
                     }
                     _ => {
                         tokio::spawn(websocket_viewer(

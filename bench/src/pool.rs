@@ -68,6 +68,7 @@ impl Pool {
                     match kind {
                         Kind::ChorusWs => "chorus-ws",
                         Kind::ChorusSse => "chorus-sse",
+                        Kind::ChorusPoll => "chorus-poll",
                         Kind::Nchan => "nchan",
                     }
                 ))

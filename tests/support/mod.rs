@@ -287,6 +287,35 @@ impl Cluster {
     }
 }
 
+/// An ingest of its own on a test's broker, with the given flags (trusted-header identity unless they say
+/// otherwise), for tests of ingest's options.
+pub struct Ingest {
+    pub role: Role,
+    pub http: reqwest::Client,
+    pub shutdown: CancellationToken,
+}
+
+pub async fn start_ingest(kafka: &KafkaArgs, extra: &[&str]) -> Ingest {
+    let mut args = vec!["--listen", LOCAL, "--admin-listen", LOCAL];
+    args.extend_from_slice(extra);
+    let shutdown = CancellationToken::new();
+    let role = stack::spawn_ingest(
+        parse_args(&args).expect("ingest args"),
+        kafka.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .expect("start ingest");
+    stack::wait_ready(role.admin, WAIT)
+        .await
+        .expect("ingest ready");
+    Ingest {
+        role,
+        http: reqwest::Client::new(),
+        shutdown,
+    }
+}
+
 /// A role running as its own `chorus` process, so a test can kill it without any clean shutdown.
 pub struct Process {
     child: tokio::process::Child,

@@ -1,5 +1,5 @@
-//! `idle`: memory per idle viewer on the edge, for WebSocket and Server-Sent Events (edge RSS and PSS delta
-//! divided by the viewers), then 100k idle WebSocket viewers spread over several edge processes.
+//! `idle`: memory per idle viewer on the edge, for WebSocket, Server-Sent Events and long-poll (edge RSS and
+//! PSS delta divided by the viewers), then 100k idle WebSocket viewers spread over several edge processes.
 
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ async fn one_edge(kind: Kind, viewers: usize, first_source: u8) -> anyhow::Resul
     let edge = stack.edges[0].pid();
     let url = match kind {
         Kind::ChorusSse => format!("http://{}/v1/streams/idle/sse", stack.edges[0].addr),
+        Kind::ChorusPoll => format!("http://{}/v1/streams/idle/poll", stack.edges[0].addr),
         _ => stack.ws_url(0, "idle"),
     };
     let (rss0, pss0) = (rss_kib(edge), pss_kib(edge));
@@ -97,6 +98,9 @@ pub async fn run(size: Size) -> anyhow::Result<Measured> {
     measured
         .rows
         .push(one_edge(Kind::ChorusSse, per_edge, 10).await?);
+    measured
+        .rows
+        .push(one_edge(Kind::ChorusPoll, per_edge, 18).await?);
     measured
         .rows
         .push(many_edges(size.pick(100_000, 400), size.pick(6, 2)).await?);
