@@ -1,7 +1,9 @@
 //! The `chorus` binary's wiring, shared with the integration tests: starting a local broker ([`broker`]) and
-//! running the three roles on given sockets under one shutdown token ([`stack`]). The roles themselves live in
+//! running the three roles on given sockets under one shutdown token ([`stack`]), and reading a process's CPU
+//! time and memory ([`procstat`]). The roles themselves live in
 //! the `chorus-ingest`, `chorus-fanout` and `chorus-edge` crates.
 
 pub mod broker;
+pub mod procstat;
 pub mod stack;
 pub mod watch;

@@ -14,7 +14,6 @@ mod client;
 mod measure;
 mod nchan;
 mod pool;
-mod procstat;
 mod publish;
 mod record;
 mod report;

@@ -8,10 +8,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client::Kind;
 use crate::pool::Pool;
-use crate::procstat::CpuMeter;
 use crate::publish::{publish, Target};
 use crate::record::{Row, Series};
 use crate::report::latency_cdf;
+use chorus::procstat::CpuMeter;
 
 /// How long viewers keep reading after the last publish, for what is still on its way.
 const DRAIN: Duration = Duration::from_secs(2);

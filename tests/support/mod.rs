@@ -360,37 +360,14 @@ impl Process {
 
     /// Resident memory of the process, in KiB (from /proc).
     pub fn rss_kib(&self) -> u64 {
-        let status = self
-            .child
-            .id()
-            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        self.child.id().map_or(0, chorus::procstat::rss_kib)
     }
 
     /// CPU time the process used so far (user and system), from /proc.
     pub fn cpu(&self) -> Duration {
-        let stat = self
-            .child
+        self.child
             .id()
-            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-            .unwrap_or_default();
-        // Fields after the command name (which is in parentheses and may hold spaces): utime is the 12th,
-        // stime the 13th, in clock ticks of 1/100 s.
-        let after = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest)
-            .unwrap_or_default();
-        let fields: Vec<u64> = after
-            .split_whitespace()
-            .map(|f| f.parse().unwrap_or(0))
-            .collect();
-        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-        Duration::from_millis(ticks * 10)
+            .map_or(Duration::ZERO, chorus::procstat::cpu)
     }
 
     /// SIGKILL: no clean shutdown, no tombstones, no group leave.

@@ -6,10 +6,10 @@ use std::time::Duration;
 use crate::client::Kind;
 use crate::measure::{figure, progress};
 use crate::pool::Pool;
-use crate::procstat::{pss_kib, rss_kib};
 use crate::record::Row;
 use crate::scenarios::{Measured, Size};
 use crate::stack::Stack;
+use chorus::procstat::{pss_kib, rss_kib};
 
 /// Lets the edge settle (timers, first pings) before memory is read.
 const SETTLE: Duration = Duration::from_secs(3);

@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use crate::measure::{figure, progress};
-use crate::procstat::CpuMeter;
 use crate::publish::{publish, Target};
 use crate::record::{Row, Series};
 use crate::report::latency_cdf;
 use crate::scenarios::{Measured, Size};
 use crate::stack::Stack;
+use chorus::procstat::CpuMeter;
 
 pub async fn run(size: Size) -> anyhow::Result<Measured> {
     let rate = size.pick(20_000, 200);

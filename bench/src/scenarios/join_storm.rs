@@ -6,12 +6,12 @@ use std::time::Duration;
 use crate::client::Kind;
 use crate::measure::{figure, progress};
 use crate::pool::Pool;
-use crate::procstat::CpuMeter;
 use crate::publish::{publish, Target};
 use crate::record::{Row, Series};
 use crate::report::latency_cdf;
 use crate::scenarios::{Measured, Size};
 use crate::stack::Stack;
+use chorus::procstat::CpuMeter;
 
 pub async fn run(size: Size) -> anyhow::Result<Measured> {
     let viewers = size.pick(10_000, 100);

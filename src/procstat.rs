@@ -1,5 +1,5 @@
-//! CPU time and memory of processes, from /proc: servers and clients are measured apart, since they share
-//! the machine.
+//! CPU time and memory of processes, from /proc, for the benchmarks and the tests: servers and clients are
+//! measured apart, since they share the machine.
 
 use std::time::Duration;
 
