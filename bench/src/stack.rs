@@ -169,6 +169,14 @@ impl Stack {
         })
     }
 
+    /// Where a publisher posts comments to `stream` through this stack's ingest.
+    pub fn publish_target(&self, stream: &str) -> crate::publish::Target {
+        crate::publish::Target::Chorus {
+            ingest: format!("http://{}", self.ingest.addr),
+            stream: stream.to_owned(),
+        }
+    }
+
     /// The viewer WebSocket URL of a stream on edge `i`.
     pub fn ws_url(&self, i: usize, stream: &str) -> String {
         format!("ws://{}/v1/streams/{stream}/ws", self.edges[i].addr)

@@ -3,7 +3,6 @@
 
 use crate::client::Kind;
 use crate::measure::{self, over_time_series, Shape};
-use crate::publish::Target;
 use crate::scenarios::{Measured, Size};
 use crate::stack::Stack;
 
@@ -20,10 +19,7 @@ pub async fn run(size: Size) -> anyhow::Result<Measured> {
                 kind: Kind::ChorusWs,
                 url: stack.ws_url(0, "hot"),
                 viewers,
-                target: Target::Chorus {
-                    ingest: format!("http://{}", stack.ingest.addr),
-                    stream: "hot".to_owned(),
-                },
+                target: stack.publish_target("hot"),
                 rate,
                 seconds,
                 servers: vec![

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::measure::{figure, progress};
-use crate::publish::{publish, Target};
+use crate::publish::publish;
 use crate::record::{Row, Series};
 use crate::report::latency_cdf;
 use crate::scenarios::{Measured, Size};
@@ -19,10 +19,7 @@ pub async fn run(size: Size) -> anyhow::Result<Measured> {
     let broker = CpuMeter::start(vec![stack.broker_pid()]);
     let bar = progress(format!("ingest: offering {rate} comments/s"), seconds);
     let published = publish(
-        Target::Chorus {
-            ingest: format!("http://{}", stack.ingest.addr),
-            stream: "busy".to_owned(),
-        },
+        stack.publish_target("busy"),
         rate,
         Duration::from_secs(seconds),
         512,

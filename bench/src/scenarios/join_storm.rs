@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::client::Kind;
 use crate::measure::{figure, progress};
 use crate::pool::Pool;
-use crate::publish::{publish, Target};
+use crate::publish::publish;
 use crate::record::{Row, Series};
 use crate::report::latency_cdf;
 use crate::scenarios::{Measured, Size};
@@ -18,10 +18,7 @@ pub async fn run(size: Size) -> anyhow::Result<Measured> {
     let window = size.pick(10u64, 2);
     let rate = size.pick(100, 20);
     let stack = Stack::start(1, &[]).await?;
-    let target = Target::Chorus {
-        ingest: format!("http://{}", stack.ingest.addr),
-        stream: "storm".to_owned(),
-    };
+    let target = stack.publish_target("storm");
     let edge = CpuMeter::start(vec![stack.edges[0].pid()]);
     // Events flow from before the first join until after the last.
     let load = tokio::spawn(publish(target, rate, Duration::from_secs(window + 4), 64));

@@ -14,7 +14,6 @@ use tokio::sync::Semaphore;
 
 use crate::client::{self, now_us, parse_stamp, Kind};
 use crate::measure::{self, figure, latency_series, progress, Shape};
-use crate::publish::Target;
 use crate::record::Row;
 use crate::scenarios::{Measured, Size};
 use crate::stack::Stack;
@@ -142,10 +141,7 @@ pub async fn run(size: Size) -> anyhow::Result<Measured> {
                 kind: Kind::ChorusWs,
                 url: stack.ws_url(0, &format!("hot-{i}")),
                 viewers,
-                target: Target::Chorus {
-                    ingest: format!("http://{}", stack.ingest.addr),
-                    stream: format!("hot-{i}"),
-                },
+                target: stack.publish_target(&format!("hot-{i}")),
                 rate,
                 seconds,
                 servers: vec![

@@ -24,10 +24,7 @@ pub async fn run(size: Size) -> anyhow::Result<Measured> {
                 kind: Kind::ChorusWs,
                 url: stack.ws_url(0, "hot"),
                 viewers,
-                target: Target::Chorus {
-                    ingest: format!("http://{}", stack.ingest.addr),
-                    stream: "hot".to_owned(),
-                },
+                target: stack.publish_target("hot"),
                 rate,
                 seconds,
                 servers: vec![
