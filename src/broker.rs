@@ -70,6 +70,9 @@ impl LocalBroker {
             .arg(port.to_string())
             .arg(cluster_id)
             .env_remove("RUST_LOG")
+            // A group of its own: the Ctrl-C a terminal sends to `chorus dev` must not stop the broker before
+            // the roles that use it have stopped; `chorus dev` stops it last.
+            .process_group(0)
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -89,19 +92,21 @@ impl LocalBroker {
         }
     }
 
-    /// The bootstrap address, `127.0.0.1:PORT`.
     /// The broker's process id (for its CPU time and memory).
     pub fn pid(&self) -> u32 {
         self.child.id().unwrap_or(0)
     }
 
+    /// The bootstrap address, `127.0.0.1:PORT`.
     pub fn bootstrap(&self) -> String {
         self.addr.to_string()
     }
 
     /// Stops the broker and waits for it to exit.
     pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        if let Err(error) = self.child.kill().await {
+            tracing::warn!(%error, "could not stop the local broker");
+        }
     }
 }
 

@@ -29,6 +29,13 @@ pub struct DevArgs {
     /// Port viewers connect to (first region); region i uses this + 100 i.
     #[arg(long, default_value_t = 8081)]
     edge_port: u16,
+    /// Port fanout pushes to the (first region's) edge on; region i uses this + 100 i.
+    #[arg(long, default_value_t = 8091)]
+    edge_internal_port: u16,
+    /// First admin port (`/metrics`, `/healthz`, `/readyz`): ingest uses it, edge the next, fanout the one
+    /// after; region i adds 10 i.
+    #[arg(long, default_value_t = 9180)]
+    admin_port: u16,
 }
 
 struct Region {
@@ -91,7 +98,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
                 "--listen",
                 &port(args.ingest_port, 100),
                 "--admin-listen",
-                &port(9180, 10),
+                &port(args.admin_port, 10),
             ])?,
             kafka.clone(),
             shutdown.child_token(),
@@ -102,9 +109,9 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
                 "--listen",
                 &port(args.edge_port, 100),
                 "--internal-listen",
-                &port(8091, 100),
+                &port(args.edge_internal_port, 100),
                 "--admin-listen",
-                &port(9181, 10),
+                &port(args.admin_port + 1, 10),
                 "--subscription-linger-ms",
                 "500",
                 "--drain-ms",
@@ -114,7 +121,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             shutdown.child_token(),
         )
         .await?;
-        let fanout_admin = port(9182, 10);
+        let fanout_admin = port(args.admin_port + 2, 10);
         let mut fanout_args = vec!["--admin-listen", &fanout_admin];
         if !others.is_empty() {
             fanout_args.push(&mirrored);

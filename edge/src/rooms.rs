@@ -247,11 +247,15 @@ impl Rooms {
             state.generation += 1;
             state.generation
         };
-        let rooms = self.clone();
+        // The timer holds the rooms weakly: an edge that stopped meanwhile (and withdrew everything) is gone.
+        let rooms = Arc::downgrade(self);
         let room = room.clone();
+        let linger = self.linger;
         tokio::spawn(async move {
-            tokio::time::sleep(rooms.linger).await;
-            rooms.close_if_empty(&room, generation);
+            tokio::time::sleep(linger).await;
+            if let Some(rooms) = rooms.upgrade() {
+                rooms.close_if_empty(&room, generation);
+            }
         });
     }
 

@@ -87,7 +87,7 @@ pub async fn run(
     readiness.satisfy("topics");
     tracing::info!(%source_topic, %target_topic, %group, "mirroring");
 
-    tokio::spawn(measure_lag(
+    let lag = tokio::spawn(measure_lag(
         consumer.clone(),
         source_topic.clone(),
         partitions,
@@ -168,6 +168,10 @@ pub async fn run(
     }
     if let Err(error) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
         tracing::debug!(%error, "final commit");
+    }
+    // The lag task shares the consumer: the mirror has stopped once it let go of it too.
+    if let Err(error) = lag.await {
+        tracing::warn!(%error, "lag task failed");
     }
     Ok(())
 }

@@ -1,0 +1,170 @@
+//! `chorus dev` used as a newcomer would: run it, take the viewer command and the curl line from what it prints,
+//! see the comment arrive, then stop it with the Ctrl-C signal and find everything gone, its broker included.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use chorus::broker::free_port;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// The first start may install the broker; the roles then wait for it.
+const START: Duration = Duration::from_secs(90);
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Reads lines until one satisfies `found`, within `within`; returns it.
+async fn line_where(
+    lines: &mut Lines<BufReader<ChildStdout>>,
+    within: Duration,
+    found: impl Fn(&str) -> bool,
+) -> String {
+    tokio::time::timeout(within, async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("read output")
+                .expect("the process ended before printing the expected line");
+            if found(&line) {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("expected line within the time limit")
+}
+
+/// Ctrl-C in a terminal: SIGINT to the whole foreground process group, which the child leads.
+fn ctrl_c(child: &Child) {
+    let group = format!("-{}", child.id().expect("the process is running"));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", "--", &group])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -INT -- {group}");
+}
+
+async fn refused(addr: &str) -> bool {
+    tokio::net::TcpStream::connect(addr).await.is_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_prints_what_works_and_ctrl_c_stops_everything() {
+    try_dev(1).await;
+}
+
+/// Two regions: the printed curl posts in the first, the printed viewer watches the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_with_two_regions_carries_a_comment_across() {
+    try_dev(2).await;
+}
+
+async fn try_dev(regions: u16) {
+    let broker_port = free_port().expect("port");
+    let ingest_port = free_port().expect("port");
+    let edge_port = free_port().expect("port");
+    let internal_port = free_port().expect("port");
+    let admin_port = free_port().expect("port");
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(["dev", "--regions", &regions.to_string()])
+        .args(["--broker-port", &broker_port.to_string()])
+        .args(["--ingest-port", &ingest_port.to_string()])
+        .args(["--edge-port", &edge_port.to_string()])
+        .args(["--edge-internal-port", &internal_port.to_string()])
+        .args(["--admin-port", &admin_port.to_string()])
+        .env("CHORUS_LOG", "warn")
+        .env_remove("CHORUS_KAFKA")
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chorus dev");
+    let mut banner = BufReader::new(dev.stdout.take().expect("stdout")).lines();
+    let mut log = BufReader::new(dev.stderr.take().expect("stderr")).lines();
+    let log = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Ok(Some(line)) = log.next_line().await {
+            eprintln!("dev: {line}");
+            all.push(line);
+        }
+        all
+    });
+
+    let watch_line = line_where(&mut banner, START, |l| l.contains("-- watch ws://")).await;
+    let comment_line = line_where(&mut banner, WAIT, |l| l.contains("/comments")).await;
+    line_where(&mut banner, WAIT, |l| l.contains("Ctrl-C stops everything")).await;
+    let broker = format!("127.0.0.1:{broker_port}");
+    assert!(!refused(&broker).await, "the broker listens on {broker}");
+
+    // `cargo run -q -- watch URL` is the built binary with the words after `--`.
+    let (_, watch_args) = watch_line.split_once(" -- ").expect("a cargo run line");
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(watch_args.split_whitespace())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chorus watch");
+    let mut frames = BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let hello = line_where(&mut frames, WAIT, |l| l.contains("\"hello\"")).await;
+    println!("watch: {hello}");
+
+    let curl = Command::new("bash")
+        .args(["-c", comment_line.trim()])
+        .output()
+        .await
+        .expect("run the printed curl");
+    let response = String::from_utf8_lossy(&curl.stdout);
+    assert!(curl.status.success(), "curl failed: {response}");
+    assert!(
+        response.starts_with("HTTP/1.1 202"),
+        "the printed curl is accepted: {response}"
+    );
+    let seen = line_where(&mut frames, WAIT, |l| l.contains("hello from chorus")).await;
+    println!("watch: {seen}");
+    assert!(seen.contains("\"user_id\":\"alice\""), "{seen}");
+    if regions > 1 {
+        // Posted in the first region, seen in the last one through its mirror.
+        assert!(seen.contains("\"topic\":\"eu.events\""), "{seen}");
+    }
+
+    ctrl_c(&dev);
+    let status = tokio::time::timeout(Duration::from_secs(30), dev.wait())
+        .await
+        .expect("chorus dev stops within 30 s of Ctrl-C")
+        .expect("wait for chorus dev");
+    assert!(status.success(), "chorus dev exits cleanly: {status}");
+    let log = tokio::time::timeout(WAIT, log)
+        .await
+        .expect("the log ends with the process")
+        .expect("log reader");
+    let errors: Vec<&String> = log.iter().filter(|l| l.contains("ERROR")).collect();
+    assert!(
+        errors.is_empty(),
+        "no error logged, stop included: {errors:#?}"
+    );
+    assert!(log.iter().any(|l| l.contains("stopped.")), "{log:#?}");
+    for region in 0..regions {
+        for addr in [
+            format!("127.0.0.1:{}", broker_port + region),
+            format!("127.0.0.1:{}", ingest_port + 100 * region),
+            format!("127.0.0.1:{}", edge_port + 100 * region),
+        ] {
+            assert!(refused(&addr).await, "{addr} is closed after Ctrl-C");
+        }
+    }
+    // The edge says goodbye (a `reconnect` frame, then close) and the viewer's output ends.
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = frames.next_line().await.expect("read the viewer") {
+            println!("watch: {line}");
+        }
+    })
+    .await
+    .expect("the viewer sees the edge go");
+    let watched = tokio::time::timeout(WAIT, watch.wait())
+        .await
+        .expect("the viewer exits")
+        .expect("wait for the viewer");
+    assert!(watched.success(), "chorus watch exits cleanly: {watched}");
+}
