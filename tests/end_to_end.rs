@@ -39,6 +39,22 @@ async fn comments_and_likes_reach_every_viewer_of_their_stream_once() {
         assert_eq!(event["offset"], accepted["offset"]);
     }
     println!("end-to-end latency of one comment (POST to first viewer): {latency:?}");
+    // The edge measures the same path for operators: the event's age when it arrived, within what we saw.
+    let arrived = cluster.edges[0].admin;
+    assert_eq!(
+        metric(arrived, "chorus_edge_event_age_seconds_count").await,
+        1.0
+    );
+    let age = metric(arrived, "chorus_edge_event_age_seconds_sum").await;
+    assert!(
+        age > 0.0 && age <= latency.as_secs_f64() + 0.001,
+        "edge-measured age {age} s within the observed {latency:?}"
+    );
+    let fanout = cluster.fanouts[0].admin;
+    assert_eq!(
+        metric(fanout, "chorus_fanout_event_age_seconds_count").await,
+        1.0
+    );
 
     // Exactly once: the next thing each viewer of A sees is the next comment, not a repeat.
     let next = cluster.comment("match-a", "bob", "second").await;

@@ -2,7 +2,8 @@
 //! connection id.
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 #[derive(Debug, Clone)]
@@ -26,6 +27,7 @@ pub struct EdgeMetrics {
     pub draining: IntGauge,
     pub joins: IntCounter,
     pub join_to_first_event: Histogram,
+    pub event_age: HistogramVec,
     pub queue_depth: Histogram,
     pub membership_writes: IntCounterVec,
 }
@@ -125,6 +127,17 @@ impl EdgeMetrics {
                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 ]),
             )?,
+            event_age: HistogramVec::new(
+                HistogramOpts::new(
+                    "chorus_edge_event_age_seconds",
+                    "Age of each event as it reaches this edge from fanout (now minus its created_ms at ingest), \
+                     by the topic it was read from: end-to-end latency up to the viewers' queues",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+                &["topic"],
+            )?,
             membership_writes: IntCounterVec::new(
                 Opts::new(
                     "chorus_edge_membership_writes_total",
@@ -152,6 +165,7 @@ impl EdgeMetrics {
         registry.register(Box::new(m.slow_disconnects.clone()))?;
         registry.register(Box::new(m.joins.clone()))?;
         registry.register(Box::new(m.join_to_first_event.clone()))?;
+        registry.register(Box::new(m.event_age.clone()))?;
         registry.register(Box::new(m.queue_depth.clone()))?;
         registry.register(Box::new(m.membership_writes.clone()))?;
         Ok(m)

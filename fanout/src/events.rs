@@ -200,12 +200,18 @@ pub async fn run(
             Some(Ok(event)) => {
                 let _span =
                     tracing::debug_span!("fanout.route", event_id = %event.event_id).entered();
+                let now = clock::now_ms();
+                let age_ms = now.saturating_sub(event.created_ms).max(0);
+                metrics
+                    .event_age
+                    .with_label_values(&[message.topic()])
+                    .observe(age_ms as f64 / 1000.0);
                 router.route(
                     message.topic(),
                     message.partition(),
                     message.offset(),
                     event,
-                    clock::now_ms(),
+                    now,
                 )
             }
             Some(Err(error)) => {

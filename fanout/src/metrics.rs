@@ -1,10 +1,13 @@
 //! What fanout counts. Names follow `chorus_fanout_<what>_<unit>`; no label carries a stream, user or edge id.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 #[derive(Debug, Clone)]
 pub struct FanoutMetrics {
     pub events_consumed: IntCounter,
+    pub event_age: HistogramVec,
     pub events_stale: IntCounter,
     pub events_undecodable: IntCounter,
     pub deliveries_pushed: IntCounter,
@@ -34,6 +37,17 @@ impl FanoutMetrics {
             events_consumed: counter(
                 "chorus_fanout_events_consumed_total",
                 "Events read from Kafka",
+            )?,
+            event_age: HistogramVec::new(
+                HistogramOpts::new(
+                    "chorus_fanout_event_age_seconds",
+                    "Age of each event when fanout reads it (now minus its created_ms at ingest), by topic: \
+                     Kafka's and the mirror's latency plus this group's lag, in time",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+                &["topic"],
             )?,
             likes_counted: counter(
                 "chorus_fanout_likes_counted_total",
@@ -129,6 +143,7 @@ impl FanoutMetrics {
             )?,
         };
         registry.register(Box::new(m.events_consumed.clone()))?;
+        registry.register(Box::new(m.event_age.clone()))?;
         registry.register(Box::new(m.events_stale.clone()))?;
         registry.register(Box::new(m.events_undecodable.clone()))?;
         registry.register(Box::new(m.deliveries_pushed.clone()))?;

@@ -11,7 +11,6 @@ pub struct IngestMetrics {
     pub events_produced: IntCounterVec,
     pub rejected: IntCounterVec,
     pub producer_in_flight: IntGauge,
-    pub producer_queue_depth: IntGauge,
     pub auth_failures: IntCounterVec,
     pub rate_limited: IntCounterVec,
     pub rate_limit_keys: IntGauge,
@@ -56,10 +55,6 @@ impl IngestMetrics {
                 "chorus_ingest_producer_in_flight_messages",
                 "Messages produced and not yet acknowledged",
             )?,
-            producer_queue_depth: IntGauge::new(
-                "chorus_ingest_producer_queue_depth",
-                "Messages in the producer queue (librdkafka's in-flight count), sampled every second",
-            )?,
             auth_failures: IntCounterVec::new(
                 Opts::new(
                     "chorus_ingest_auth_failures_total",
@@ -88,7 +83,6 @@ impl IngestMetrics {
         registry.register(Box::new(metrics.events_produced.clone()))?;
         registry.register(Box::new(metrics.rejected.clone()))?;
         registry.register(Box::new(metrics.producer_in_flight.clone()))?;
-        registry.register(Box::new(metrics.producer_queue_depth.clone()))?;
         registry.register(Box::new(metrics.auth_failures.clone()))?;
         registry.register(Box::new(metrics.rate_limited.clone()))?;
         registry.register(Box::new(metrics.rate_limit_keys.clone()))?;

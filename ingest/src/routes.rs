@@ -317,7 +317,6 @@ impl AppState {
     pub fn record_queue_depth(&self) {
         let depth = i64::from(self.producer.in_flight());
         self.metrics.producer_in_flight.set(depth);
-        self.metrics.producer_queue_depth.set(depth);
     }
 }
 
