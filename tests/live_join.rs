@@ -239,9 +239,19 @@ async fn a_crashed_fanouts_partitions_are_taken_over_without_loss_or_repeats() {
         32,
     ));
     tokio::time::sleep_until(start + Duration::from_secs(3)).await;
+    let rebalances = "chorus_fanout_rebalances_total";
+    let before = metric(survivor.admin, rebalances).await;
     let killed = Instant::now();
     doomed.kill().await;
-    let posted = load.await.expect("load");
+    // The survivor's partitions are revoked when the group notices, then all of them are assigned to it.
+    let phases = async {
+        wait_metric(survivor.admin, rebalances, |v| v > before).await;
+        let noticed = killed.elapsed();
+        wait_metric(survivor.admin, rebalances, |v| v >= before + 2.0).await;
+        (noticed, killed.elapsed())
+    };
+    let (posted, (noticed, assigned)) = tokio::join!(load, phases);
+    let posted = posted.expect("load");
     assert_eq!(posted.len(), 1200, "every comment was acknowledged");
     for stream in &streams {
         cluster.comment(stream, "test", "sentinel").await;
@@ -268,7 +278,8 @@ async fn a_crashed_fanouts_partitions_are_taken_over_without_loss_or_repeats() {
         }
     }
     println!(
-        "takeover: the longest silence seen by a viewer after the kill was {longest_silence:?}"
+        "takeover: the group noticed the kill after {noticed:?}, the survivor had every partition after \
+         {assigned:?}; the longest silence seen by a viewer after the kill was {longest_silence:?}"
     );
     drop(survivor);
     cluster.stop().await;
