@@ -2,13 +2,16 @@
 
 mod dev;
 
-use chorus::{stack, watch};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use chorus::{config_file, stack, watch};
 use chorus_edge::EdgeConfig;
 use chorus_fanout::FanoutConfig;
 use chorus_ingest::IngestConfig;
 use chorus_service::shutdown::token_on_signal;
 use chorus_service::{telemetry, KafkaArgs};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,6 +20,10 @@ use clap::{Parser, Subcommand};
     about = "Live comments and likes for live video streams"
 )]
 struct Cli {
+    /// A file of `CHORUS_*=value` lines (each an option's variable, as listed here); the environment and flags
+    /// win over it.
+    #[arg(long, global = true, env = config_file::VARIABLE)]
+    config: Option<PathBuf>,
     /// Log filter (`RUST_LOG` syntax) when RUST_LOG is not set.
     #[arg(long, global = true, env = "CHORUS_LOG", default_value = "info")]
     log: String,
@@ -73,9 +80,20 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> anyhow::Result<()> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    // Before any thread starts: the file's settings become environment variables for the parser below.
+    if let Some(path) = config_file::path_in(&args) {
+        config_file::load(&path, &config_file::option_variables(&Cli::command()))?;
+    }
+    let cli = Cli::parse_from(args);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(&cli.log, cli.log_json);
     let shutdown = token_on_signal();
     match cli.command {
