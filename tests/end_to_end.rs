@@ -157,7 +157,7 @@ async fn a_viewer_sees_nothing_sent_before_it_joined() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn comments_of_one_tick_reach_viewers_as_one_frame() {
-    let cluster = Cluster::start_with(1, 1, &["--coalesce-ms=400"]).await;
+    let cluster = Cluster::start_with(1, 1, &["--coalesce-ms=400", "--coalesce-min-ms=400"]).await;
     let mut viewer = cluster.viewer(0, "burst").await;
     let mut ids = Vec::new();
     for i in 0..5 {

@@ -47,10 +47,22 @@ pub struct EdgeConfig {
     /// Frames buffered per stream for viewers that are behind; a viewer further behind gets a `gap` frame.
     #[arg(long, env = "CHORUS_EDGE_STREAM_BUFFER_FRAMES", default_value_t = 256)]
     pub stream_buffer_frames: usize,
-    /// Events of one stream arriving within this many milliseconds go out as one frame, encoded once for all
-    /// its viewers (0: a frame per batch from fanout, as it arrives).
+    /// Events of one stream go out together as one frame, encoded once for all its viewers, after waiting at
+    /// most this many milliseconds when the stream has `--coalesce-full-viewers` viewers or more on this edge
+    /// (0: a frame per batch from fanout, as it arrives).
     #[arg(long, env = "CHORUS_EDGE_COALESCE_MS", default_value_t = 20)]
     pub coalesce_ms: u64,
+    /// The wait of a stream with a single viewer here; it grows linearly with the viewers up to
+    /// `--coalesce-ms`: few viewers get the lowest latency, many viewers fewer writes.
+    #[arg(long, env = "CHORUS_EDGE_COALESCE_MIN_MS", default_value_t = 5)]
+    pub coalesce_min_ms: u64,
+    /// Viewers of a stream on this edge from which its events wait the full `--coalesce-ms`.
+    #[arg(
+        long,
+        env = "CHORUS_EDGE_COALESCE_FULL_VIEWERS",
+        default_value_t = 1_000
+    )]
+    pub coalesce_full_viewers: usize,
     /// Event ids remembered per stream to drop repeats (Kafka to edge is at-least-once).
     #[arg(long, env = "CHORUS_EDGE_DEDUP_WINDOW", default_value_t = 4096)]
     pub dedup_window: usize,

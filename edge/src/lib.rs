@@ -14,6 +14,7 @@
 //! - [`config`], [`metrics`].
 
 pub mod admission;
+pub mod coalesce;
 pub mod config;
 pub mod cursor;
 pub mod dedup;
@@ -44,6 +45,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::EdgeConfig;
 
+use crate::coalesce::Coalescing;
 use crate::membership::Membership;
 use crate::metrics::EdgeMetrics;
 use crate::rooms::Rooms;
@@ -126,9 +128,8 @@ pub async fn run(
             .clone()
             .keep_lease(config.lease_ttl(), finished.clone()),
     );
-    if config.coalesce_ms > 0 {
-        let every = Duration::from_millis(config.coalesce_ms);
-        tokio::spawn(rooms.clone().flush_every(every, finished.clone()));
+    if let Some(coalescing) = Coalescing::from_config(&config) {
+        tokio::spawn(rooms.clone().flush_every(coalescing, finished.clone()));
     }
     tracing::info!(%edge_id, %push_url, public = ?listeners.public.local_addr().ok(), "edge serving");
 

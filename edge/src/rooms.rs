@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chorus_schemas::wire::{Position, PushedEvent};
 use chorus_schemas::{partition_for, PartitionPosition};
@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::coalesce::Coalescing;
 use crate::config::EdgeConfig;
 use crate::dedup::RecentIds;
 use crate::frames::{JoinPosition, StreamFrame};
@@ -48,8 +49,9 @@ struct RoomState {
     recent: RecentIds,
     /// The last frames broadcast, for long-poll and SSE clients that come back with a cursor.
     frames: VecDeque<Arc<StreamFrame>>,
-    /// Events waiting for the next tick, when frames are coalesced.
+    /// Events waiting to go out together, when frames are coalesced, and since when the first one waits.
     pending: Vec<PushedEvent>,
+    pending_since: Option<Instant>,
     /// The stream's like count, as fanout last announced it.
     likes_total: u64,
 }
@@ -84,8 +86,8 @@ pub struct Rooms {
     buffer_frames: usize,
     dedup_window: usize,
     linger: Duration,
-    coalesce: bool,
-    /// Rooms with events waiting for the next tick.
+    coalescing: Option<Coalescing>,
+    /// Rooms with events waiting to go out.
     dirty: Mutex<Vec<Arc<Room>>>,
     membership: Arc<Membership>,
     metrics: EdgeMetrics,
@@ -109,30 +111,43 @@ impl Rooms {
             buffer_frames: config.stream_buffer_frames.max(1),
             dedup_window: config.dedup_window,
             linger: config.linger(),
-            coalesce: config.coalesce_ms > 0,
+            coalescing: Coalescing::from_config(config),
             membership,
             metrics,
         }
     }
 
-    /// Sends every stream's coalesced events as one frame each, every `every`, until `stop`.
-    pub async fn flush_every(self: Arc<Self>, every: Duration, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(every);
+    /// Every tick until `stop`, sends the coalesced events of each stream whose wait is over as one frame.
+    pub async fn flush_every(self: Arc<Self>, coalescing: Coalescing, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(coalescing.tick());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = tick.tick() => self.flush(),
+                _ = tick.tick() => self.flush(&coalescing),
             }
         }
     }
 
-    fn flush(&self) {
+    fn flush(&self, coalescing: &Coalescing) {
         let dirty = std::mem::take(&mut *lock(&self.dirty));
+        let mut waiting = Vec::new();
         for room in dirty {
             let mut state = lock(&room.state);
-            let events = std::mem::take(&mut state.pending);
-            self.publish(&room, &mut state, events);
+            let due = state
+                .pending_since
+                .is_none_or(|since| coalescing.due(since.elapsed(), state.viewers));
+            if due {
+                let events = std::mem::take(&mut state.pending);
+                state.pending_since = None;
+                self.publish(&room, &mut state, events);
+            } else {
+                drop(state);
+                waiting.push(room);
+            }
+        }
+        if !waiting.is_empty() {
+            lock(&self.dirty).extend(waiting);
         }
     }
 
@@ -170,6 +185,7 @@ impl Rooms {
                 recent: RecentIds::new(self.dedup_window),
                 frames: VecDeque::new(),
                 pending: Vec::new(),
+                pending_since: None,
                 likes_total: 0,
             }),
         });
@@ -390,10 +406,11 @@ impl Rooms {
         self.metrics
             .duplicates_dropped
             .inc_by((before - fresh.len()) as u64);
-        if !self.coalesce {
+        if self.coalescing.is_none() {
             self.publish(room, &mut state, fresh);
         } else if !fresh.is_empty() {
             if state.pending.is_empty() {
+                state.pending_since = Some(Instant::now());
                 lock(&self.dirty).push(room.clone());
             }
             state.pending.extend(fresh);

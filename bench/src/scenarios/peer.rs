@@ -78,7 +78,7 @@ pub async fn run(size: Size) -> anyhow::Result<Measured> {
     measured.notes.push(
         "Same client, same shape, one run: Chorus's `server` is the edge process (its `pipeline` is fanout, \
          ingest and the broker); Nchan's is nginx (one worker) publishing in-process. Chorus coalesces a \
-         stream's events per 20 ms tick into one frame; Nchan sends one frame per message."
+         stream's events into one frame per 20 ms at this many viewers; Nchan sends one frame per message."
             .to_owned(),
     );
     measured.notes.push(
