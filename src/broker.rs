@@ -32,6 +32,7 @@ pub enum BrokerError {
 #[derive(Debug)]
 pub struct LocalBroker {
     child: Child,
+    /// Where clients connect: the broker's port, or the address it advertises instead.
     addr: SocketAddr,
 }
 
@@ -45,6 +46,16 @@ pub fn script() -> PathBuf {
 impl LocalBroker {
     /// Installs the broker if needed, starts it on `port` (a free one when `None`) and waits for its port.
     pub async fn start(port: Option<u16>, cluster_id: &str) -> Result<Self, BrokerError> {
+        Self::start_advertising(port, None, cluster_id).await
+    }
+
+    /// As [`LocalBroker::start`], but clients are told to connect to `127.0.0.1:advertised` (when given), where
+    /// something else (a proxy) forwards to the broker.
+    pub async fn start_advertising(
+        port: Option<u16>,
+        advertised: Option<u16>,
+        cluster_id: &str,
+    ) -> Result<Self, BrokerError> {
         let script = script();
         let spawn_error = |source| BrokerError::Spawn {
             script: script.display().to_string(),
@@ -63,12 +74,14 @@ impl LocalBroker {
             Some(port) => port,
             None => free_port()?,
         };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let listen = SocketAddr::from(([127, 0, 0, 1], port));
+        let addr = SocketAddr::from(([127, 0, 0, 1], advertised.unwrap_or(port)));
         let mut child = Command::new("bash")
             .arg(&script)
             .arg("start")
             .arg(port.to_string())
             .arg(cluster_id)
+            .arg(addr.port().to_string())
             .env_remove("RUST_LOG")
             // A group of its own: the Ctrl-C a terminal sends to `chorus dev` must not stop the broker before
             // the roles that use it have stopped; `chorus dev` stops it last.
@@ -79,14 +92,14 @@ impl LocalBroker {
             .map_err(spawn_error)?;
         let started = Instant::now();
         loop {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            if tokio::net::TcpStream::connect(listen).await.is_ok() {
                 return Ok(LocalBroker { child, addr });
             }
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(BrokerError::Exited(status));
             }
             if started.elapsed() > READY_TIMEOUT {
-                return Err(BrokerError::NotReady(addr));
+                return Err(BrokerError::NotReady(listen));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

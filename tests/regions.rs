@@ -11,8 +11,8 @@ use chorus_service::KafkaArgs;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Message};
 use serde_json::Value;
-use support::load::post_at_rate;
-use support::{Cluster, Process, TestKafka, WAIT};
+use support::load::{post_at_rate, Posted};
+use support::{Cluster, Process, TestKafka, Viewer, WAIT};
 use tokio::time::Instant;
 
 /// Two regions `a` and `b` sharing a topic prefix, each with one ingest, fanout and edge.
@@ -135,30 +135,15 @@ async fn comments_cross_regions_exactly_once_and_never_loop() {
     b.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_mirror_resumes_without_losing_acknowledged_events() {
-    // Longer than the mirror's restart, so every event must also reach the viewers (the staleness bound has
-    // tests of its own).
-    let (a, b) = two_regions_with(&["--staleness-ms=60000"]).await;
-    let a_to_b = mirror(&a, &b).await;
-    let streams: Vec<String> = (0..4).map(|i| format!("mirror-{i}")).collect();
-    let mut viewers = Vec::new();
-    for stream in &streams {
-        viewers.push(b.viewer(0, stream).await);
-    }
-    let load = tokio::spawn(post_at_rate(
-        a.ingest_url(""),
-        streams.clone(),
-        100,
-        Duration::from_secs(3),
-        16,
-    ));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    a_to_b.kill().await;
-    let a_to_b = mirror(&a, &b).await;
-    let posted = load.await.expect("load");
-    assert_eq!(posted.len(), 300, "every comment was acknowledged in a");
-
+/// Every comment acknowledged in `a` is in `a.events` in `b`, and `b`'s viewers (one per stream) saw each
+/// comment of their stream exactly once, whatever was copied twice.
+async fn assert_mirrored_once(
+    a: &Cluster,
+    b: &Cluster,
+    posted: &[Posted],
+    streams: &[String],
+    viewers: &mut [Viewer],
+) {
     // Every acknowledged event reached `a.events` in b.
     let mirrored_topic = format!("a.{}", b.kafka.args.topics().events);
     let mut in_b: HashSet<String> = HashSet::new();
@@ -197,11 +182,128 @@ async fn a_killed_mirror_resumes_without_losing_acknowledged_events() {
             "{stream}: viewers in b missed {missed:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_mirror_resumes_without_losing_acknowledged_events() {
+    // Longer than the mirror's restart, so every event must also reach the viewers (the staleness bound has
+    // tests of its own).
+    let (a, b) = two_regions_with(&["--staleness-ms=60000"]).await;
+    let a_to_b = mirror(&a, &b).await;
+    let streams: Vec<String> = (0..4).map(|i| format!("mirror-{i}")).collect();
+    let mut viewers = Vec::new();
+    for stream in &streams {
+        viewers.push(b.viewer(0, stream).await);
+    }
+    let load = tokio::spawn(post_at_rate(
+        a.ingest_url(""),
+        streams.clone(),
+        100,
+        Duration::from_secs(3),
+        16,
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a_to_b.kill().await;
+    let a_to_b = mirror(&a, &b).await;
+    let posted = load.await.expect("load");
+    assert_eq!(posted.len(), 300, "every comment was acknowledged in a");
+
+    assert_mirrored_once(&a, &b, &posted, &streams, &mut viewers).await;
     let copies = support::metric(b.edges[0].admin, "chorus_edge_duplicates_dropped_total").await;
     println!("repeated copies dropped by the edge in b: {copies}");
     drop(a_to_b);
     a.stop().await;
     b.stop().await;
+}
+
+/// Which region's cluster goes away while the mirror copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Away {
+    Source,
+    Target,
+}
+
+/// Comments flow from a to b while one cluster is cut off for 2 s (every connection to it reset, new ones
+/// refused) and then comes back: the mirror resumes by itself and nothing acknowledged is lost or shown twice.
+async fn the_mirror_rides_out(away: Away) {
+    let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
+    let (a, b, proxy) = match away {
+        Away::Source => {
+            let (a, proxy) = TestKafka::start_region_behind_proxy(&prefix, "a").await;
+            (a, TestKafka::start_region(&prefix, "b").await, proxy)
+        }
+        Away::Target => {
+            let a = TestKafka::start_region(&prefix, "a").await;
+            let (b, proxy) = TestKafka::start_region_behind_proxy(&prefix, "b").await;
+            (a, b, proxy)
+        }
+    };
+    let flags = |other: &str| {
+        vec![
+            format!("--mirrored-regions={other}"),
+            "--staleness-ms=60000".to_owned(),
+        ]
+    };
+    let a = Cluster::start_full(a, 1, 1, &[], &flags("b")).await;
+    let b = Cluster::start_full(b, 1, 1, &[], &flags("a")).await;
+    let a_to_b = mirror(&a, &b).await;
+    let streams: Vec<String> = (0..4).map(|i| format!("away-{i}")).collect();
+    let mut viewers = Vec::new();
+    for stream in &streams {
+        viewers.push(b.viewer(0, stream).await);
+    }
+    let load = tokio::spawn(post_at_rate(
+        a.ingest_url(""),
+        streams.clone(),
+        100,
+        Duration::from_secs(5),
+        16,
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.restore();
+    assert!(
+        proxy.connections_cut() > 0,
+        "the cut reset the cluster's clients"
+    );
+    let posted = load.await.expect("load");
+    let slowest = posted
+        .iter()
+        .map(|p| p.acked - p.sent)
+        .max()
+        .unwrap_or_default();
+    println!(
+        "{away:?} cluster away for 2 s ({} connections cut): {} of 500 comments acknowledged in a, the \
+         slowest after {slowest:?}",
+        proxy.connections_cut(),
+        posted.len()
+    );
+    match away {
+        // Ingest in a answered 503 while its cluster was away; the rest was acknowledged.
+        Away::Source => assert!(posted.len() >= 200, "only {} acknowledged", posted.len()),
+        // a never noticed.
+        Away::Target => assert_eq!(posted.len(), 500, "every comment was acknowledged in a"),
+    }
+    assert_mirrored_once(&a, &b, &posted, &streams, &mut viewers).await;
+    let copied = support::metric(a_to_b.admin, "chorus_mirror_records_total").await;
+    println!(
+        "the mirror copied {copied} records, {} acknowledged in a",
+        posted.len()
+    );
+    drop(a_to_b);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_rides_out_its_source_cluster_going_away() {
+    the_mirror_rides_out(Away::Source).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_rides_out_its_target_cluster_going_away() {
+    the_mirror_rides_out(Away::Target).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

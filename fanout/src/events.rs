@@ -8,8 +8,8 @@ use chorus_schemas::{Codec, StreamEvent};
 use chorus_service::{clock, KafkaArgs, Readiness};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::TopicPartitionList;
 use rdkafka::{ClientContext, Message};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FanoutConfig;
@@ -98,6 +98,19 @@ impl PendingOffsets {
             self.queue.pop_front();
         }
     }
+
+    /// Stores `next` as the offset to resume `topic`/`partition` from, for a partition nothing was read from
+    /// yet. Without it the group has no committed offset there, and a rebalance or restart would start at the
+    /// end as it is by then (`auto.offset.reset=latest`), skipping whatever arrived in between.
+    fn store_position(consumer: &EventsConsumer, topic: &str, partition: i32, next: i64) {
+        let mut list = TopicPartitionList::new();
+        let stored = list
+            .add_partition_offset(topic, partition, Offset::Offset(next))
+            .and_then(|()| consumer.store_offsets(&list));
+        if let Err(error) = stored {
+            tracing::debug!(%error, topic, partition, "start position not stored");
+        }
+    }
 }
 
 /// Bound of the one end-offset query per partition that had no event yet.
@@ -180,7 +193,10 @@ pub async fn run(
                 {
                     let query = || consumer.fetch_watermarks(topic, partition, WATERMARK_TIMEOUT);
                     match tokio::task::block_in_place(query) {
-                        Ok((_, high)) => router.seed_position(topic, partition, high),
+                        Ok((_, high)) => {
+                            router.seed_position(topic, partition, high);
+                            PendingOffsets::store_position(&consumer, topic, partition, high);
+                        }
                         Err(error) => tracing::debug!(%error, partition, "no end offset"),
                     }
                 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod load;
+pub mod proxy;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -33,6 +34,33 @@ impl TestKafka {
             Ok(bootstrap) => Self::on(None, &bootstrap, &prefix, "local").await,
             Err(_) => Self::start_region(&prefix, "local").await,
         }
+    }
+
+    /// A region of its own whose clients all reach its broker through a [`proxy::Proxy`], to take the
+    /// cluster away and bring it back.
+    pub async fn start_region_behind_proxy(
+        prefix: &str,
+        region: &str,
+    ) -> (TestKafka, proxy::Proxy) {
+        let port = || chorus::broker::free_port().expect("free port");
+        let (real, advertised) = (port(), port());
+        let broker = LocalBroker::start_advertising(
+            Some(real),
+            Some(advertised),
+            &format!("chorus-{region}"),
+        )
+        .await
+        .expect("start a local broker (scripts/broker)");
+        let proxy = proxy::Proxy::start(
+            SocketAddr::from(([127, 0, 0, 1], advertised)),
+            SocketAddr::from(([127, 0, 0, 1], real)),
+        )
+        .await;
+        let bootstrap = broker.bootstrap();
+        (
+            Self::on(Some(broker), &bootstrap, prefix, region).await,
+            proxy,
+        )
     }
 
     /// A region of its own: always its own broker, with the given topic prefix and region name.
