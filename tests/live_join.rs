@@ -285,6 +285,46 @@ async fn a_crashed_fanouts_partitions_are_taken_over_without_loss_or_repeats() {
     cluster.stop().await;
 }
 
+/// A partition nothing was read from yet still has a committed position: comments posted while fanout was
+/// down reach the viewer once a new fanout of the group starts, instead of being skipped by a start at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fanout_restart_skips_nothing_in_a_partition_that_had_no_events() {
+    let cluster = Cluster::start(1, 0).await;
+    let mut flags = cluster.kafka_flags();
+    flags.extend([
+        format!("--group={}", cluster.fanout_group()),
+        // Longer than the restart, so every comment must arrive.
+        "--staleness-ms=60000".to_owned(),
+    ]);
+    let first = Process::start("fanout", &flags).await;
+    wait_metric(cluster.edges[0].admin, "chorus_edge_push_sessions", |v| {
+        v == 1.0
+    })
+    .await;
+    // The start positions of the empty partitions are committed.
+    wait_metric(first.admin, "chorus_fanout_offset_commits_total", |v| {
+        v >= 1.0
+    })
+    .await;
+    let mut viewer = cluster.viewer(0, "quiet").await;
+    first.kill().await;
+    let mut posted = Vec::new();
+    for i in 0..5 {
+        let accepted = cluster
+            .comment("quiet", "u", &format!("while down {i}"))
+            .await;
+        posted.push(accepted["event_id"].as_str().expect("id").to_owned());
+    }
+    let _second = Process::start("fanout", &flags).await;
+    let seen = viewer.events_until(&posted[4]).await;
+    let ids: Vec<&str> = seen.iter().filter_map(|e| e["event_id"].as_str()).collect();
+    assert_eq!(
+        ids, posted,
+        "every comment posted while fanout was down, once, in order"
+    );
+    cluster.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_pipeline_replays_nothing_to_new_viewers() {
     let cluster = Cluster::start(1, 1).await;

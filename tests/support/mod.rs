@@ -199,9 +199,11 @@ impl Cluster {
             LOCAL,
             "--subscription-linger-ms",
             "100",
-            "--lease-ttl-ms",
-            "3000",
         ];
+        if !extra.iter().any(|a| a.starts_with("--lease-ttl-ms")) {
+            // Short, so the lease tests are quick.
+            args.push("--lease-ttl-ms=3000");
+        }
         if !extra.iter().any(|a| a.starts_with("--drain-ms")) {
             // Tests stop their edges at once unless the drain itself is under test.
             args.push("--drain-ms=50");
