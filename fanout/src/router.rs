@@ -73,6 +73,9 @@ struct Inner {
     recent: HashMap<(String, i32), VecDeque<PushedEvent>>,
     /// Incremented for every routed event; links report how far they wrote in these numbers.
     seq: u64,
+    /// Edges whose lease lapsed while they still had subscriptions: where routing to them stopped. If the
+    /// lease comes back (the edge was unreachable, not dead), the events routed meanwhile are sent first.
+    lapsed: HashMap<String, Vec<PartitionPosition>>,
 }
 
 impl Inner {
@@ -314,6 +317,7 @@ impl Router {
         match inner.tables.apply_lease(key, value) {
             LeaseChange::Gone(edge) => {
                 inner.links.remove(&edge);
+                inner.lapsed.remove(&edge);
             }
             LeaseChange::Connect(lease) => self.connect(&mut inner, &lease, now_ms),
             LeaseChange::Renewed => {
@@ -342,14 +346,15 @@ impl Router {
         }
         let (tx, rx) = mpsc::channel(self.config.link_queue.max(1));
         let progress = Arc::new(LinkProgress::default());
-        inner.links.insert(
-            lease.edge_id.clone(),
-            LinkHandle {
-                url: lease.push_url.clone(),
-                frames: tx,
-                progress: progress.clone(),
-            },
-        );
+        let handle = LinkHandle {
+            url: lease.push_url.clone(),
+            frames: tx,
+            progress: progress.clone(),
+        };
+        if let Some(stopped_at) = inner.lapsed.remove(&lease.edge_id) {
+            self.refill(inner, &handle, &lease.edge_id, &stopped_at);
+        }
+        inner.links.insert(lease.edge_id.clone(), handle);
         let link = link::Link {
             edge: lease.edge_id.clone(),
             url: lease.push_url.clone(),
@@ -365,6 +370,27 @@ impl Router {
         ));
     }
 
+    /// A lapsed edge's lease is back: before anything newer, it gets the buffered events of its streams that
+    /// were routed while it had no link (its own dedup drops any it already had).
+    fn refill(
+        &self,
+        inner: &Inner,
+        link: &LinkHandle,
+        edge: &str,
+        stopped_at: &[PartitionPosition],
+    ) {
+        let mut refilled = 0;
+        for stream in inner.tables.streams_of(edge) {
+            let fill = self.gap_fill(inner, stream, stopped_at);
+            if !fill.is_empty() {
+                refilled += fill.len();
+                self.push(link, inner.seq, PushFrame::Events(fill));
+            }
+        }
+        self.metrics.gap_fill_events.inc_by(refilled as u64);
+        tracing::info!(%edge, refilled, "edge lease renewed after it lapsed; sent what was routed meanwhile");
+    }
+
     /// Stops pushing to edges whose lease expired; forgets those long gone.
     pub fn expire(&self, now_ms: i64) {
         let mut inner = lock(&self.inner);
@@ -372,10 +398,21 @@ impl Router {
             if inner.links.remove(&edge).is_some() {
                 self.metrics.lease_expiries.inc();
                 tracing::info!(%edge, "edge lease expired; no longer pushing to it");
+                let stopped_at: Vec<PartitionPosition> = inner
+                    .positions
+                    .iter()
+                    .map(|((topic, partition), next)| PartitionPosition {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset: *next,
+                    })
+                    .collect();
+                inner.lapsed.insert(edge, stopped_at);
             }
         }
         for edge in inner.tables.expired(now_ms - FORGET_AFTER_MS) {
             inner.tables.forget_edge(&edge);
+            inner.lapsed.remove(&edge);
         }
         self.metrics
             .edges_live

@@ -401,6 +401,18 @@ impl Process {
     }
 
     /// SIGKILL: no clean shutdown, no tombstones, no group leave.
+    /// Freezes the process (SIGSTOP), or thaws it (SIGCONT): alive but unresponsive, as in a long GC pause
+    /// or a partition.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.id().expect("running").to_string();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     pub async fn kill(mut self) {
         self.child.start_kill().expect("kill");
         let _ = self.child.wait().await;
