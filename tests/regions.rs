@@ -13,6 +13,7 @@ use rdkafka::{ClientConfig, Message};
 use serde_json::Value;
 use support::load::{post_at_rate, Posted};
 use support::{Cluster, Process, TestKafka, Viewer, WAIT};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Two regions `a` and `b` sharing a topic prefix, each with one ingest, fanout and edge.
@@ -135,6 +136,29 @@ async fn comments_cross_regions_exactly_once_and_never_loop() {
     b.stop().await;
 }
 
+/// A viewer in `b` for each of four streams `{name}-{i}`, then `a` posting to them at 100 comments/s for
+/// `seconds`: the streams, their viewers, and the load to await (the comments acknowledged in `a`).
+async fn b_watches_while_a_posts(
+    a: &Cluster,
+    b: &Cluster,
+    name: &str,
+    seconds: u64,
+) -> (Vec<String>, Vec<Viewer>, JoinHandle<Vec<Posted>>) {
+    let streams: Vec<String> = (0..4).map(|i| format!("{name}-{i}")).collect();
+    let mut viewers = Vec::new();
+    for stream in &streams {
+        viewers.push(b.viewer(0, stream).await);
+    }
+    let load = tokio::spawn(post_at_rate(
+        a.ingest_url(""),
+        streams.clone(),
+        100,
+        Duration::from_secs(seconds),
+        16,
+    ));
+    (streams, viewers, load)
+}
+
 /// Every comment acknowledged in `a` is in `a.events` in `b`, and `b`'s viewers (one per stream) saw each
 /// comment of their stream exactly once, whatever was copied twice.
 async fn assert_mirrored_once(
@@ -190,18 +214,7 @@ async fn a_killed_mirror_resumes_without_losing_acknowledged_events() {
     // tests of its own).
     let (a, b) = two_regions_with(&["--staleness-ms=60000"]).await;
     let a_to_b = mirror(&a, &b).await;
-    let streams: Vec<String> = (0..4).map(|i| format!("mirror-{i}")).collect();
-    let mut viewers = Vec::new();
-    for stream in &streams {
-        viewers.push(b.viewer(0, stream).await);
-    }
-    let load = tokio::spawn(post_at_rate(
-        a.ingest_url(""),
-        streams.clone(),
-        100,
-        Duration::from_secs(3),
-        16,
-    ));
+    let (streams, mut viewers, load) = b_watches_while_a_posts(&a, &b, "mirror", 3).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     a_to_b.kill().await;
     let a_to_b = mirror(&a, &b).await;
@@ -251,18 +264,7 @@ async fn the_mirror_rides_out(away: Away, lease_ttl_ms: u64) {
     let a = Cluster::start_full(a, 1, 1, &edges, &flags("b")).await;
     let b = Cluster::start_full(b, 1, 1, &edges, &flags("a")).await;
     let a_to_b = mirror(&a, &b).await;
-    let streams: Vec<String> = (0..4).map(|i| format!("away-{i}")).collect();
-    let mut viewers = Vec::new();
-    for stream in &streams {
-        viewers.push(b.viewer(0, stream).await);
-    }
-    let load = tokio::spawn(post_at_rate(
-        a.ingest_url(""),
-        streams.clone(),
-        100,
-        Duration::from_secs(5),
-        16,
-    ));
+    let (streams, mut viewers, load) = b_watches_while_a_posts(&a, &b, "away", 5).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     proxy.cut();
     tokio::time::sleep(Duration::from_secs(2)).await;
