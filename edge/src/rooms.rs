@@ -359,16 +359,14 @@ impl Rooms {
     pub fn deliver(&self, events: Vec<PushedEvent>) {
         self.metrics.events_received.inc_by(events.len() as u64);
         let now = clock::now_ms();
-        for event in &events {
+        let mut by_stream: HashMap<String, Vec<PushedEvent>> = HashMap::new();
+        let mut last: HashMap<(String, i32), i64> = HashMap::new();
+        for event in events {
             let age_ms = now.saturating_sub(event.event.created_ms).max(0);
             self.metrics
                 .event_age
                 .with_label_values(&[&event.topic])
                 .observe(age_ms as f64 / 1000.0);
-        }
-        let mut by_stream: HashMap<String, Vec<PushedEvent>> = HashMap::new();
-        let mut last: HashMap<(String, i32), i64> = HashMap::new();
-        for event in events {
             let slot = last
                 .entry((event.topic.clone(), event.partition))
                 .or_insert(event.offset);
