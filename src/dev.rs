@@ -51,101 +51,12 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             "--kafka names one cluster; --regions needs a broker per region (leave --kafka out)"
         );
     }
-    let names: Vec<String> = REGION_NAMES[..usize::from(args.regions)]
-        .iter()
-        .map(|n| (*n).to_owned())
-        .collect();
-    let single = names.len() == 1;
-    let mut regions = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let offset = u16::try_from(i)?;
-        let broker = match &args.kafka {
-            Some(_) => None,
-            None => {
-                let port = args.broker_port + offset;
-                eprintln!("starting a local broker for region {name} on 127.0.0.1:{port} ...");
-                Some(LocalBroker::start(Some(port), &format!("chorus-{name}")).await?)
-            }
-        };
-        let bootstrap = match (&args.kafka, &broker) {
-            (Some(kafka), _) => kafka.clone(),
-            (None, Some(broker)) => broker.bootstrap(),
-            (None, None) => unreachable!("a broker is started when none is given"),
-        };
-        let region = if single { "local" } else { name.as_str() };
-        let kafka: KafkaArgs = parse_args(&["--kafka", &bootstrap, "--region", region])?;
-        kafka.ensure_topics(Duration::from_secs(10)).await?;
-        regions.push(Region {
-            name: region.to_owned(),
-            kafka,
-            roles: Vec::new(),
-            broker,
-        });
-    }
+    let mut regions = start_clusters(&args).await?;
     let all: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
     for (i, region) in regions.iter_mut().enumerate() {
-        let offset = u16::try_from(i)?;
-        let port = |base: u16, step: u16| format!("127.0.0.1:{}", base + step * offset);
-        let others: Vec<&str> = all
-            .iter()
-            .filter(|n| **n != region.name)
-            .map(String::as_str)
-            .collect();
-        let mirrored = format!("--mirrored-regions={}", others.join(","));
-        let kafka = region.kafka.clone();
-        let ingest = stack::spawn_ingest(
-            parse_args(&[
-                "--listen",
-                &port(args.ingest_port, 100),
-                "--admin-listen",
-                &port(args.admin_port, 10),
-            ])?,
-            kafka.clone(),
-            shutdown.child_token(),
-        )
-        .await?;
-        let edge = stack::spawn_edge(
-            parse_args(&[
-                "--listen",
-                &port(args.edge_port, 100),
-                "--internal-listen",
-                &port(args.edge_internal_port, 100),
-                "--admin-listen",
-                &port(args.admin_port + 1, 10),
-                "--subscription-linger-ms",
-                "500",
-                "--drain-ms",
-                "1000",
-            ])?,
-            kafka.clone(),
-            shutdown.child_token(),
-        )
-        .await?;
-        let fanout_admin = port(args.admin_port + 2, 10);
-        let mut fanout_args = vec!["--admin-listen", &fanout_admin];
-        if !others.is_empty() {
-            fanout_args.push(&mirrored);
-        }
-        let fanout =
-            stack::spawn_fanout(parse_args(&fanout_args)?, kafka, shutdown.child_token()).await?;
-        region.roles = vec![("ingest", ingest), ("edge", edge), ("fanout", fanout)];
+        region.roles = start_roles(&args, u16::try_from(i)?, region, &all, &shutdown).await?;
     }
-    let mut mirrors = Vec::new();
-    for source in &regions {
-        for target in regions.iter().filter(|t| t.name != source.name) {
-            let config = parse_args(&[
-                "--source-kafka",
-                &source.kafka.brokers,
-                "--source-region",
-                &source.name,
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])?;
-            let mirror =
-                stack::spawn_mirror(config, target.kafka.clone(), shutdown.child_token()).await?;
-            mirrors.push((format!("{} -> {}", source.name, target.name), mirror));
-        }
-    }
+    let mirrors = start_mirrors(&regions, &shutdown).await?;
     for region in &regions {
         for (_, role) in &region.roles {
             stack::wait_ready(role.admin, Duration::from_secs(30)).await?;
@@ -173,6 +84,118 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     }
     eprintln!("stopped.");
     Ok(())
+}
+
+/// A cluster per region (a local broker each, unless `--kafka` names one), with Chorus's topics.
+async fn start_clusters(args: &DevArgs) -> anyhow::Result<Vec<Region>> {
+    let names = &REGION_NAMES[..usize::from(args.regions)];
+    let single = names.len() == 1;
+    let mut regions = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let offset = u16::try_from(i)?;
+        let broker = match &args.kafka {
+            Some(_) => None,
+            None => {
+                let port = args.broker_port + offset;
+                eprintln!("starting a local broker for region {name} on 127.0.0.1:{port} ...");
+                Some(LocalBroker::start(Some(port), &format!("chorus-{name}")).await?)
+            }
+        };
+        let bootstrap = match (&args.kafka, &broker) {
+            (Some(kafka), _) => kafka.clone(),
+            (None, Some(broker)) => broker.bootstrap(),
+            (None, None) => unreachable!("a broker is started when none is given"),
+        };
+        let region = if single { "local" } else { name };
+        let kafka: KafkaArgs = parse_args(&["--kafka", &bootstrap, "--region", region])?;
+        kafka.ensure_topics(Duration::from_secs(10)).await?;
+        regions.push(Region {
+            name: region.to_owned(),
+            kafka,
+            roles: Vec::new(),
+            broker,
+        });
+    }
+    Ok(regions)
+}
+
+/// The `offset`th region's ingest, edge and fanout (reading the mirrored events of the other regions), on
+/// the base ports moved by the offset.
+async fn start_roles(
+    args: &DevArgs,
+    offset: u16,
+    region: &Region,
+    all: &[String],
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<(&'static str, Role)>> {
+    let port = |base: u16, step: u16| format!("127.0.0.1:{}", base + step * offset);
+    let others: Vec<&str> = all
+        .iter()
+        .filter(|n| **n != region.name)
+        .map(String::as_str)
+        .collect();
+    let mirrored = format!("--mirrored-regions={}", others.join(","));
+    let kafka = region.kafka.clone();
+    let ingest = stack::spawn_ingest(
+        parse_args(&[
+            "--listen",
+            &port(args.ingest_port, 100),
+            "--admin-listen",
+            &port(args.admin_port, 10),
+        ])?,
+        kafka.clone(),
+        shutdown.child_token(),
+    )
+    .await?;
+    let edge = stack::spawn_edge(
+        parse_args(&[
+            "--listen",
+            &port(args.edge_port, 100),
+            "--internal-listen",
+            &port(args.edge_internal_port, 100),
+            "--admin-listen",
+            &port(args.admin_port + 1, 10),
+            "--subscription-linger-ms",
+            "500",
+            "--drain-ms",
+            "1000",
+        ])?,
+        kafka.clone(),
+        shutdown.child_token(),
+    )
+    .await?;
+    let fanout_admin = port(args.admin_port + 2, 10);
+    let mut fanout_args = vec!["--admin-listen", &fanout_admin];
+    if !others.is_empty() {
+        fanout_args.push(&mirrored);
+    }
+    let fanout =
+        stack::spawn_fanout(parse_args(&fanout_args)?, kafka, shutdown.child_token()).await?;
+    Ok(vec![("ingest", ingest), ("edge", edge), ("fanout", fanout)])
+}
+
+/// A mirror from every region to every other.
+async fn start_mirrors(
+    regions: &[Region],
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<(String, Role)>> {
+    let mut mirrors = Vec::new();
+    for source in regions {
+        for target in regions.iter().filter(|t| t.name != source.name) {
+            let config = parse_args(&[
+                "--source-kafka",
+                &source.kafka.brokers,
+                "--source-region",
+                &source.name,
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])?;
+            let mirror =
+                stack::spawn_mirror(config, target.kafka.clone(), shutdown.child_token()).await?;
+            mirrors.push((format!("{} -> {}", source.name, target.name), mirror));
+        }
+    }
+    Ok(mirrors)
 }
 
 fn print_banner(regions: &[Region], mirrors: &[(String, Role)]) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::Value;
-use support::{metric, wait_metric, Cluster, Viewer, WAIT};
+use support::{metric, wait_metric, Cluster, SseReader, Viewer, WAIT};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
@@ -19,32 +19,6 @@ async fn reconnect_frame(viewer: &mut Viewer) -> Value {
         if frame["type"] == "reconnect" {
             return frame;
         }
-    }
-}
-
-/// The data of the next SSE event whose data has `type` = `kind`, within WAIT.
-async fn sse_frame(
-    body: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
-    kind: &str,
-) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut buffer = String::new();
-    loop {
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
-                let frame: Value = serde_json::from_str(data.trim()).expect("JSON");
-                if frame["type"] == kind {
-                    return frame;
-                }
-            }
-        }
-        let chunk = tokio::time::timeout_at(deadline, body.next())
-            .await
-            .expect("in time")
-            .expect("open")
-            .expect("chunk");
-        buffer.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
     }
 }
 
@@ -78,17 +52,9 @@ async fn connections_end_with_a_jittered_reconnect_when_their_lifetime_is_over()
         "jittered: {delays:?}"
     );
 
-    let response = cluster
-        .http
-        .get(format!(
-            "http://{}/v1/streams/ttl/sse",
-            cluster.edges[0].addr
-        ))
-        .send()
-        .await
-        .expect("sse");
-    let mut body = response.bytes_stream();
-    let frame = sse_frame(&mut body, "reconnect").await;
+    let url = format!("http://{}/v1/streams/ttl/sse", cluster.edges[0].addr);
+    let mut sse = SseReader::open(&cluster.http, &url, None).await;
+    let frame = sse.next_of_type("reconnect").await;
     assert_eq!(frame["reason"], "ttl");
     cluster.stop().await;
 }
@@ -102,14 +68,9 @@ async fn a_drain_spreads_reconnects_over_its_window_then_the_edge_stops() {
     for _ in 0..6 {
         viewers.push(cluster.viewer(0, "drained").await);
     }
-    let response = cluster
-        .http
-        .get(format!("http://{edge}/v1/streams/drained/sse"))
-        .send()
-        .await
-        .expect("sse");
-    let mut sse = response.bytes_stream();
-    sse_frame(&mut sse, "hello").await;
+    let url = format!("http://{edge}/v1/streams/drained/sse");
+    let mut sse = SseReader::open(&cluster.http, &url, None).await;
+    sse.next_of_type("hello").await;
 
     let started = tokio::time::Instant::now();
     let drained = cluster
@@ -125,7 +86,7 @@ async fn a_drain_spreads_reconnects_over_its_window_then_the_edge_stops() {
         assert_eq!(frame["reason"], "drain");
         arrivals.push(started.elapsed());
     }
-    assert_eq!(sse_frame(&mut sse, "reconnect").await["reason"], "drain");
+    assert_eq!(sse.next_of_type("reconnect").await["reason"], "drain");
     arrivals.sort();
     println!("reconnects during a 1.5 s drain arrived at {arrivals:?}");
     assert!(arrivals.last().expect("arrivals") < &Duration::from_millis(1500 + 1000));

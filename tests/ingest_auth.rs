@@ -6,12 +6,11 @@ mod support;
 
 use std::time::Duration;
 
-use chorus_schemas::{Codec, EventKind, StreamEvent, UserRole};
-use chorus_service::{clock, KafkaArgs};
+use chorus_schemas::{EventKind, UserRole};
+use chorus_service::clock;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rdkafka::Message;
 use serde_json::{json, Value};
-use support::{metric, start_ingest, Ingest, TestKafka, WAIT};
+use support::{metric, read_events, start_ingest, stored_before, Answer, Ingest, TestKafka, WAIT};
 
 const SECRET: &str = "test-secret-of-this-test-only";
 const ISSUER: &str = "https://id.example.test";
@@ -25,54 +24,27 @@ const RS256_PUBLIC: &str = concat!(
     "/tests/fixtures/jwt-test-rs256-public.pem"
 );
 
-/// A response as a user sees it.
-struct Answer {
-    status: u16,
-    www_authenticate: Option<String>,
-    body: Value,
+/// Posts a comment with `authorization` (when given) as the `Authorization` header.
+async fn comment(ingest: &Ingest, stream: &str, authorization: Option<&str>, text: &str) -> Answer {
+    let mut post = ingest.comment(stream, text);
+    if let Some(authorization) = authorization {
+        post = post.header("authorization", authorization);
+    }
+    post.send().await
 }
 
-impl Ingest {
-    async fn comment(&self, stream: &str, authorization: Option<&str>, text: &str) -> Answer {
-        let mut request = self
-            .http
-            .post(format!(
-                "http://{}/v1/streams/{stream}/comments",
-                self.role.addr
-            ))
-            .json(&json!({ "text": text }));
-        if let Some(authorization) = authorization {
-            request = request.header("authorization", authorization);
-        }
-        let response = request.send().await.expect("post");
-        let status = response.status().as_u16();
-        let www_authenticate = response
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response.json().await.unwrap_or(Value::Null);
-        Answer {
-            status,
-            www_authenticate,
-            body,
-        }
-    }
-
-    async fn like(&self, stream: &str, token: &str) -> Value {
-        let response = self
-            .http
-            .post(format!(
-                "http://{}/v1/streams/{stream}/likes",
-                self.role.addr
-            ))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("post like");
-        assert_eq!(response.status(), 202, "like accepted");
-        response.json().await.expect("202 body")
-    }
+/// An ingest that verifies HS256 tokens signed with [`SECRET`] for [`ISSUER`] and [`AUDIENCE`].
+async fn start_hs256_ingest(kafka: &TestKafka, extra: &[&str]) -> Ingest {
+    let mut args = vec![
+        "--jwt-hs256-secret",
+        SECRET,
+        "--jwt-issuer",
+        ISSUER,
+        "--jwt-audience",
+        AUDIENCE,
+    ];
+    args.extend_from_slice(extra);
+    start_ingest(&kafka.args, &args).await
 }
 
 fn in_seconds(delta: i64) -> i64 {
@@ -99,81 +71,29 @@ fn rs256(claims: &Value) -> String {
     jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key).expect("sign RS256")
 }
 
-/// Reads `count` events of `events` from the beginning.
-async fn read_events(kafka: &KafkaArgs, count: usize) -> Vec<StreamEvent> {
-    let consumer = support::read_from_start(kafka, &kafka.topics().events, 0..kafka.partitions);
-    let codec = Codec::stream_event().expect("codec");
-    let mut found = Vec::new();
-    while found.len() < count {
-        let message = tokio::time::timeout(WAIT, consumer.recv())
-            .await
-            .expect("events in Kafka in time")
-            .expect("consume");
-        found.push(
-            codec
-                .decode(message.payload().unwrap_or_default())
-                .expect("a StreamEvent"),
-        );
-    }
-    found
-}
-
-/// The events stored before `sentinel` (a 202 body) on its partition, read from the beginning.
-async fn stored_before(kafka: &KafkaArgs, sentinel: &Value) -> Vec<StreamEvent> {
-    let partition = sentinel["partition"].as_i64().expect("partition");
-    let partition = i32::try_from(partition).expect("partition");
-    let consumer = support::read_from_start(kafka, &kafka.topics().events, [partition]);
-    let codec = Codec::stream_event().expect("codec");
-    let mut before = Vec::new();
-    loop {
-        let message = tokio::time::timeout(WAIT, consumer.recv())
-            .await
-            .expect("the sentinel in Kafka in time")
-            .expect("consume");
-        let event: StreamEvent = codec
-            .decode(message.payload().unwrap_or_default())
-            .expect("a StreamEvent");
-        if sentinel["event_id"] == event.event_id.as_str() {
-            return before;
-        }
-        before.push(event);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_token_posts_as_its_subject_with_its_role() {
     let kafka = TestKafka::start().await;
-    let ingest = start_ingest(
-        &kafka.args,
-        &[
-            "--jwt-hs256-secret",
-            SECRET,
-            "--jwt-issuer",
-            ISSUER,
-            "--jwt-audience",
-            AUDIENCE,
-        ],
-    )
-    .await;
+    let ingest = start_hs256_ingest(&kafka, &[]).await;
 
     // A moderator everywhere, and the owner of their own stream.
     let mut claims = good_claims("alice");
     claims["role"] = json!("moderator");
     claims["roles"] = json!({ "alices-stream": "owner" });
     let token = hs256(&claims, SECRET);
-    let answer = ingest
-        .comment("final", Some(&format!("Bearer {token}")), "hello")
-        .await;
+    let answer = comment(&ingest, "final", Some(&format!("Bearer {token}")), "hello").await;
     assert_eq!(answer.status, 202, "{}", answer.body);
-    let liked = ingest.like("alices-stream", &token).await;
+    let liked = ingest.like("alices-stream").bearer(&token).accepted().await;
     // No role claim: a viewer.
     let viewer = hs256(&good_claims("bob"), SECRET);
-    let bobs = ingest
-        .comment("final", Some(&format!("bearer {viewer}")), "hi")
-        .await;
+    let bobs = comment(&ingest, "final", Some(&format!("bearer {viewer}")), "hi").await;
     assert_eq!(bobs.status, 202, "the scheme is case-insensitive");
 
-    let mut stored = read_events(&kafka.args, 3).await;
+    let mut stored: Vec<_> = read_events(&kafka.args, 3)
+        .await
+        .into_iter()
+        .map(|s| s.event)
+        .collect();
     stored.sort_by_key(|e| e.created_ms);
     let by_id = |id: &Value| {
         stored
@@ -204,20 +124,7 @@ async fn a_valid_token_posts_as_its_subject_with_its_role() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_get_401_saying_what_is_wrong_and_store_nothing() {
     let kafka = TestKafka::start().await;
-    let ingest = start_ingest(
-        &kafka.args,
-        &[
-            "--jwt-hs256-secret",
-            SECRET,
-            "--jwt-issuer",
-            ISSUER,
-            "--jwt-audience",
-            AUDIENCE,
-            "--jwt-leeway-s",
-            "5",
-        ],
-    )
-    .await;
+    let ingest = start_hs256_ingest(&kafka, &["--jwt-leeway-s", "5"]).await;
     let with = |change: &dyn Fn(&mut Value)| {
         let mut claims = good_claims("mallory");
         change(&mut claims);
@@ -271,9 +178,7 @@ async fn bad_tokens_get_401_saying_what_is_wrong_and_store_nothing() {
     ];
     let count = cases.len();
     for (name, authorization, kind, words) in cases {
-        let answer = ingest
-            .comment("final", authorization.as_deref(), "let me in")
-            .await;
+        let answer = comment(&ingest, "final", authorization.as_deref(), "let me in").await;
         assert_eq!(answer.status, 401, "{name}: {}", answer.body);
         assert_eq!(
             answer.body["type"],
@@ -282,7 +187,7 @@ async fn bad_tokens_get_401_saying_what_is_wrong_and_store_nothing() {
         );
         let detail = answer.body["detail"].as_str().unwrap_or_default();
         assert!(detail.contains(words), "{name}: {detail:?}");
-        let challenge = answer.www_authenticate.unwrap_or_default();
+        let challenge = answer.header("www-authenticate").unwrap_or_default();
         assert!(challenge.starts_with("Bearer"), "{name}: {challenge}");
         if authorization.is_some() {
             assert!(
@@ -295,13 +200,13 @@ async fn bad_tokens_get_401_saying_what_is_wrong_and_store_nothing() {
     // A valid token with a role Chorus does not know: authenticated, but not allowed.
     let mut claims = good_claims("mallory");
     claims["role"] = json!("emperor");
-    let answer = ingest
-        .comment(
-            "final",
-            Some(&format!("Bearer {}", hs256(&claims, SECRET))),
-            "bow",
-        )
-        .await;
+    let answer = comment(
+        &ingest,
+        "final",
+        Some(&format!("Bearer {}", hs256(&claims, SECRET))),
+        "bow",
+    )
+    .await;
     assert_eq!(answer.status, 403, "{}", answer.body);
     assert_eq!(answer.body["type"], "urn:chorus:problem:forbidden");
 
@@ -309,13 +214,13 @@ async fn bad_tokens_get_401_saying_what_is_wrong_and_store_nothing() {
         metric(ingest.role.admin, "chorus_ingest_auth_failures_total").await,
         (count + 1) as f64
     );
-    let sentinel = ingest
-        .comment(
-            "final",
-            Some(&format!("Bearer {}", hs256(&good_claims("sam"), SECRET))),
-            "the end",
-        )
-        .await;
+    let sentinel = comment(
+        &ingest,
+        "final",
+        Some(&format!("Bearer {}", hs256(&good_claims("sam"), SECRET))),
+        "the end",
+    )
+    .await;
     assert_eq!(sentinel.status, 202, "{}", sentinel.body);
     assert_eq!(
         stored_before(&kafka.args, &sentinel.body).await,
@@ -332,29 +237,33 @@ async fn rs256_tokens_are_verified_with_the_public_key_file() {
     let ingest = start_ingest(&kafka.args, &["--jwt-rs256-public-key-file", RS256_PUBLIC]).await;
     let mut claims =
         json!({ "sub": "carol", "exp": in_seconds(600), "aud": "anyone", "role": "owner" });
-    let answer = ingest
-        .comment(
-            "final",
-            Some(&format!("Bearer {}", rs256(&claims))),
-            "signed",
-        )
-        .await;
+    let answer = comment(
+        &ingest,
+        "final",
+        Some(&format!("Bearer {}", rs256(&claims))),
+        "signed",
+    )
+    .await;
     assert_eq!(answer.status, 202, "{}", answer.body);
 
     // Only RS256 is configured: an HS256 token is refused, whatever its secret.
-    let answer = ingest
-        .comment(
-            "final",
-            Some(&format!("Bearer {}", hs256(&claims, SECRET))),
-            "sneaky",
-        )
-        .await;
+    let answer = comment(
+        &ingest,
+        "final",
+        Some(&format!("Bearer {}", hs256(&claims, SECRET))),
+        "sneaky",
+    )
+    .await;
     assert_eq!(answer.status, 401, "{}", answer.body);
     assert_eq!(answer.body["type"], "urn:chorus:problem:invalid-token");
     claims["sub"] = json!("");
-    let answer = ingest
-        .comment("final", Some(&format!("Bearer {}", rs256(&claims))), "who?")
-        .await;
+    let answer = comment(
+        &ingest,
+        "final",
+        Some(&format!("Bearer {}", rs256(&claims))),
+        "who?",
+    )
+    .await;
     assert_eq!(
         answer.status, 403,
         "an empty subject is no user: {}",
@@ -362,13 +271,13 @@ async fn rs256_tokens_are_verified_with_the_public_key_file() {
     );
 
     claims["sub"] = json!("sam");
-    let sentinel = ingest
-        .comment(
-            "final",
-            Some(&format!("Bearer {}", rs256(&claims))),
-            "the end",
-        )
-        .await;
+    let sentinel = comment(
+        &ingest,
+        "final",
+        Some(&format!("Bearer {}", rs256(&claims))),
+        "the end",
+    )
+    .await;
     assert_eq!(sentinel.status, 202, "{}", sentinel.body);
     let stored = stored_before(&kafka.args, &sentinel.body).await;
     assert_eq!(stored.len(), 1, "only the accepted post: {stored:?}");

@@ -6,41 +6,10 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use chorus_schemas::Codec;
 use chorus_service::KafkaArgs;
 use futures_util::future::join_all;
-use rdkafka::Message;
-use serde_json::{json, Value};
-use support::{metric, start_ingest, Cluster, Ingest, TestKafka, WAIT};
-
-/// A response as a user sees it.
-#[derive(Debug, Clone)]
-struct Answer {
-    status: u16,
-    retry_after: Option<u64>,
-    replayed: bool,
-    body: Value,
-}
-
-async fn answer(response: reqwest::Response) -> Answer {
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let retry_after = header("retry-after").map(|v| v.parse().expect("Retry-After in seconds"));
-    let replayed = header("idempotent-replayed").as_deref() == Some("true");
-    let status = response.status().as_u16();
-    let body = response.json().await.unwrap_or(Value::Null);
-    Answer {
-        status,
-        retry_after,
-        replayed,
-        body,
-    }
-}
+use serde_json::Value;
+use support::{metric, start_ingest, stored_before, Answer, Cluster, Ingest, TestKafka};
 
 /// Posts a comment (`kind` "comments") or a like ("likes") as `user`, with an optional idempotency key.
 async fn post(
@@ -52,50 +21,42 @@ async fn post(
     key: Option<&str>,
     text: &str,
 ) -> Answer {
-    let mut request = http
-        .post(format!("{base}/v1/streams/{stream}/{kind}"))
-        .header("x-user-id", user);
+    let mut post = support::post(http, format!("{base}/v1/streams/{stream}/{kind}")).user(user);
     if kind == "comments" {
-        request = request.json(&json!({ "text": text }));
+        post = post.text(text);
     }
     if let Some(key) = key {
-        request = request.header("idempotency-key", key);
+        post = post.key(key);
     }
-    answer(request.send().await.expect("post")).await
+    post.send().await
 }
 
-impl Ingest {
-    fn base(&self) -> String {
-        format!("http://{}", self.role.addr)
-    }
-
-    /// Sends `count` posts at once (so that no bucket refills in between) and returns the answers.
-    async fn burst(
-        &self,
-        kind: &str,
-        count: usize,
-        stream_of: impl Fn(usize) -> String,
-        user_of: impl Fn(usize) -> String,
-    ) -> Vec<Answer> {
-        let base = self.base();
-        join_all((0..count).map(|i| {
-            let (stream, user, base, http) =
-                (stream_of(i), user_of(i), base.clone(), self.http.clone());
-            async move {
-                post(
-                    &http,
-                    &base,
-                    kind,
-                    &stream,
-                    &user,
-                    None,
-                    &format!("post {i}"),
-                )
-                .await
-            }
-        }))
-        .await
-    }
+/// Sends `count` posts at once (so that no bucket refills in between) and returns the answers.
+async fn burst(
+    ingest: &Ingest,
+    kind: &str,
+    count: usize,
+    stream_of: impl Fn(usize) -> String,
+    user_of: impl Fn(usize) -> String,
+) -> Vec<Answer> {
+    let base = ingest.base();
+    join_all((0..count).map(|i| {
+        let (stream, user, base) = (stream_of(i), user_of(i), base.clone());
+        let http = &ingest.http;
+        async move {
+            post(
+                http,
+                &base,
+                kind,
+                &stream,
+                &user,
+                None,
+                &format!("post {i}"),
+            )
+            .await
+        }
+    }))
+    .await
 }
 
 /// Splits answers into the accepted and the rate-limited; anything else fails the test.
@@ -111,9 +72,9 @@ fn sort(answers: Vec<Answer>) -> (Vec<Answer>, Vec<Answer>) {
 fn assert_limited(refused: &Answer, limit: &str) {
     assert_eq!(refused.status, 429);
     assert!(
-        refused.retry_after.is_some_and(|s| s >= 1),
+        refused.retry_after().is_some_and(|s| s >= 1),
         "Retry-After: {:?}",
-        refused.retry_after
+        refused.retry_after()
     );
     assert_eq!(refused.body["type"], "urn:chorus:problem:rate-limited");
     assert_eq!(refused.body["status"], 429);
@@ -131,7 +92,6 @@ fn assert_limited(refused: &Answer, limit: &str) {
 /// to each stream (through an ingest without limits): everything any earlier request wrote is before it.
 async fn stored_on(kafka: &KafkaArgs, streams: &[&str]) -> BTreeSet<String> {
     let sentinels = start_ingest(kafka, &["--rate-limits=off"]).await;
-    let codec = Codec::stream_event().expect("codec");
     let mut stored = BTreeSet::new();
     for stream in streams {
         let sentinel = post(
@@ -145,22 +105,8 @@ async fn stored_on(kafka: &KafkaArgs, streams: &[&str]) -> BTreeSet<String> {
         )
         .await;
         assert_eq!(sentinel.status, 202, "{}", sentinel.body);
-        let partition = sentinel.body["partition"].as_i64().expect("partition");
-        let partition = i32::try_from(partition).expect("partition");
-        let consumer = support::read_from_start(kafka, &kafka.topics().events, [partition]);
-        loop {
-            let message = tokio::time::timeout(WAIT, consumer.recv())
-                .await
-                .expect("the sentinel in Kafka in time")
-                .expect("consume");
-            let event = codec
-                .decode(message.payload().unwrap_or_default())
-                .expect("a StreamEvent");
-            if sentinel.body["event_id"] == event.event_id.as_str() {
-                break;
-            }
-            stored.insert(event.event_id);
-        }
+        let before = stored_before(kafka, &sentinel.body).await;
+        stored.extend(before.into_iter().map(|event| event.event_id));
     }
     sentinels.shutdown.cancel();
     stored
@@ -187,9 +133,14 @@ async fn a_user_over_the_limit_gets_429_and_other_users_do_not() {
     )
     .await;
     let (accepted, limited) = sort(
-        ingest
-            .burst("comments", 5, |_| "final".into(), |_| "alice".into())
-            .await,
+        burst(
+            &ingest,
+            "comments",
+            5,
+            |_| "final".into(),
+            |_| "alice".into(),
+        )
+        .await,
     );
     assert_eq!(
         (accepted.len(), limited.len()),
@@ -210,11 +161,8 @@ async fn a_user_over_the_limit_gets_429_and_other_users_do_not() {
     )
     .await;
     assert_eq!(bob.status, 202, "{}", bob.body);
-    let (likes, over) = sort(
-        ingest
-            .burst("likes", 6, |_| "final".into(), |_| "alice".into())
-            .await,
-    );
+    let (likes, over) =
+        sort(burst(&ingest, "likes", 6, |_| "final".into(), |_| "alice".into()).await);
     assert_eq!((likes.len(), over.len()), (5, 1), "a burst of 5 likes");
     assert_limited(&over[0], "user_likes");
 
@@ -236,9 +184,14 @@ async fn one_address_and_one_stream_are_capped() {
     let by_address = start_ingest(&kafka.args, &["--address-rate=1", "--address-burst=4"]).await;
     // Many users from one address: the address limit counts them together, before anything else.
     let (accepted_by_address, limited) = sort(
-        by_address
-            .burst("likes", 6, |_| "final".into(), |i| format!("fan-{i}"))
-            .await,
+        burst(
+            &by_address,
+            "likes",
+            6,
+            |_| "final".into(),
+            |i| format!("fan-{i}"),
+        )
+        .await,
     );
     assert_eq!((accepted_by_address.len(), limited.len()), (4, 2));
     assert_limited(&limited[0], "address");
@@ -246,9 +199,14 @@ async fn one_address_and_one_stream_are_capped() {
 
     let by_stream = start_ingest(&kafka.args, &["--stream-rate=1", "--stream-burst=3"]).await;
     let (accepted, limited) = sort(
-        by_stream
-            .burst("likes", 5, |_| "hot".into(), |i| format!("fan-{i}"))
-            .await,
+        burst(
+            &by_stream,
+            "likes",
+            5,
+            |_| "hot".into(),
+            |i| format!("fan-{i}"),
+        )
+        .await,
     );
     assert_eq!(
         (accepted.len(), limited.len()),
@@ -304,9 +262,9 @@ async fn a_retried_post_is_stored_and_delivered_once() {
     )
     .await;
     assert_eq!(first.status, 202, "{}", first.body);
-    assert!(!first.replayed);
+    assert!(!first.replayed());
     assert_eq!(retry.status, 202);
-    assert!(retry.replayed, "the retry is marked as a replay");
+    assert!(retry.replayed(), "the retry is marked as a replay");
     assert_eq!(
         retry.body, first.body,
         "same event id, partition and offset"

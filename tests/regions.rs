@@ -12,7 +12,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Message};
 use serde_json::Value;
 use support::load::{post_at_rate, Posted};
-use support::{Cluster, Process, TestKafka, Viewer, WAIT};
+use support::{percentile, Cluster, Process, TestKafka, Viewer, WAIT};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -351,10 +351,6 @@ async fn joins_in_one_region_are_live_only_for_the_other_regions_events() {
     assert_eq!(seen.len(), 1, "only what a sent after the join: {seen:?}");
     a.stop().await;
     b.stop().await;
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,11 +9,10 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
-use chorus::stack;
 use chorus_service::KafkaArgs;
 use rdkafka::Message;
 use serde_json::Value;
-use support::{Cluster, TestKafka, WAIT};
+use support::{start_ingest, Cluster, TestKafka, WAIT};
 
 type Registered = Arc<Mutex<Vec<(String, String)>>>;
 
@@ -76,30 +75,15 @@ async fn registry_framing_is_written_when_configured_and_both_framings_are_deliv
     }
 
     // An ingest still writing single-object encoding, beside the registry-configured one.
-    let plain = stack::spawn_ingest(
-        chorus_service::parse_args(&["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .expect("args"),
-        plain_args,
-        cluster.shutdown.child_token(),
-    )
-    .await
-    .expect("plain ingest");
-    stack::wait_ready(plain.admin, WAIT).await.expect("ready");
+    let plain = start_ingest(&plain_args, &[]).await;
 
     let mut viewer = cluster.viewer(0, "registry").await;
     let framed = cluster.comment("registry", "u", "registry framing").await;
-    let response = reqwest::Client::new()
-        .post(format!(
-            "http://{}/v1/streams/registry/comments",
-            plain.addr
-        ))
-        .header("x-user-id", "u")
-        .json(&serde_json::json!({ "text": "single-object encoding" }))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), 202);
-    let single: Value = response.json().await.expect("body");
+    let single = plain
+        .comment("registry", "single-object encoding")
+        .user("u")
+        .accepted()
+        .await;
 
     let seen = viewer
         .events_until(single["event_id"].as_str().expect("id"))
@@ -111,5 +95,6 @@ async fn registry_framing_is_written_when_configured_and_both_framings_are_deliv
     let prefixes = record_prefixes(&cluster.kafka.args, partition, 2).await;
     assert_eq!(prefixes[0], [0, 0, 0, 0, 42], "magic byte and schema id 42");
     assert_eq!(&prefixes[1][..2], &[0xC3, 0x01], "single-object marker");
+    plain.shutdown.cancel();
     cluster.stop().await;
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::Value;
 use support::load::post_at_rate;
-use support::{metric, Cluster, Process};
+use support::{metric, percentile, Cluster, Process};
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -82,11 +82,6 @@ async fn slow(url: String) -> Vec<String> {
     types
 }
 
-fn p99(mut latencies: Vec<i64>) -> i64 {
-    latencies.sort_unstable();
-    latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)]
-}
-
 /// Runs the load against `edge` with the healthy viewers (and the bad ones when `with_bad_viewers`).
 async fn run(cluster: &Cluster, edge: &Process, stream: &str, with_bad_viewers: bool) -> i64 {
     let url = format!("ws://{}/v1/streams/{stream}/ws", edge.addr);
@@ -139,7 +134,8 @@ async fn run(cluster: &Cluster, edge: &Process, stream: &str, with_bad_viewers: 
         );
     }
     drop(stalled);
-    p99(latencies)
+    latencies.sort_unstable();
+    percentile(&latencies, 0.99)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

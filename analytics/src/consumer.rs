@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use chorus_schemas::Topics;
 use chorus_service::{clock, KafkaArgs, Readiness};
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, Registry};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::net::TcpListener;
@@ -27,52 +28,37 @@ struct Metrics {
 
 impl Metrics {
     fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let m = Metrics {
-            counted: IntCounterVec::new(
-                Opts::new(
-                    "chorus_analytics_events_counted_total",
-                    "Events counted, by kind",
-                ),
+        let m = chorus_service::metrics::Metrics::new(registry);
+        Ok(Metrics {
+            counted: m.counter_vec(
+                "chorus_analytics_events_counted_total",
+                "Events counted, by kind",
                 &["kind"],
             )?,
-            undecodable: IntCounter::new(
+            undecodable: m.counter(
                 "chorus_analytics_events_undecodable_total",
                 "Records that are not a valid StreamEvent",
             )?,
-            repeats: IntCounter::new(
+            repeats: m.counter(
                 "chorus_analytics_repeats_skipped_total",
                 "Records at an offset already counted",
             )?,
-            checkpoints: IntCounter::new(
-                "chorus_analytics_checkpoints_total",
-                "Checkpoints written",
-            )?,
-        };
-        registry.register(Box::new(m.counted.clone()))?;
-        registry.register(Box::new(m.undecodable.clone()))?;
-        registry.register(Box::new(m.repeats.clone()))?;
-        registry.register(Box::new(m.checkpoints.clone()))?;
-        Ok(m)
+            checkpoints: m.counter("chorus_analytics_checkpoints_total", "Checkpoints written")?,
+        })
     }
 }
 
 /// The topics this consumer reads: `events` and every MirrorMaker-named copy `<region>.events`.
 fn events_topics(
     consumer: &StreamConsumer,
-    events: &str,
+    topics: &Topics,
 ) -> Result<BTreeSet<String>, AnalyticsError> {
     let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
     Ok(metadata
         .topics()
         .iter()
         .map(|t| t.name().to_owned())
-        .filter(|name| {
-            name == events
-                || name
-                    .strip_suffix(events)
-                    .and_then(|region| region.strip_suffix('.'))
-                    .is_some_and(|region| !region.is_empty() && !region.contains('.'))
-        })
+        .filter(|name| *name == topics.events || topics.mirrored_region(name).is_some())
         .collect())
 }
 
@@ -121,8 +107,8 @@ pub async fn run(
         .consumer_config(&config.group)
         .set("enable.auto.commit", "false")
         .create()?;
-    let events = kafka.topics().events;
-    let mut topics = events_topics(&consumer, &events)?;
+    let names = kafka.topics();
+    let mut topics = events_topics(&consumer, &names)?;
     if topics.is_empty() {
         return Err(AnalyticsError::NoTopics(kafka.brokers.clone()));
     }
@@ -138,7 +124,7 @@ pub async fn run(
             () = shutdown.cancelled() => break,
             _ = checkpoint.tick() => save(&config, &mut state, &consumer, &metrics)?,
             _ = discovery.tick() => {
-                let now = events_topics(&consumer, &events)?;
+                let now = events_topics(&consumer, &names)?;
                 if now != topics {
                     // Checkpoint first: the new assignment starts every known partition at the saved offsets.
                     save(&config, &mut state, &consumer, &metrics)?;

@@ -313,19 +313,55 @@ async fn poll_viewer(
     }
 }
 
+/// The IP address and port a viewer URL points at.
+fn target_address(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = url
+        .split_once("://")
+        .map(|(_, r)| r)
+        .context("a URL with a scheme")?;
+    let host = rest.split('/').next().unwrap_or_default();
+    host.parse()
+        .context("the URL's host is an IP address and port")
+}
+
+/// Starts `--viewers` viewers at `--connect-rate`, round-robin over the source addresses.
+async fn spawn_viewers(
+    args: Arc<ClientArgs>,
+    address: SocketAddr,
+    sources: Vec<IpAddr>,
+    shared: Arc<Mutex<Shared>>,
+    connected: tokio::sync::mpsc::Sender<bool>,
+) {
+    let pace = Duration::from_secs(1) / args.connect_rate.max(1);
+    let mut tick = tokio::time::interval(pace.max(Duration::from_micros(100)));
+    for i in 0..args.viewers {
+        tick.tick().await;
+        let source = sources[i % sources.len()];
+        let connected = connected.clone();
+        match args.kind {
+            Kind::ChorusSse => {
+                tokio::spawn(sse_viewer(args.clone(), source, connected));
+            }
+            Kind::ChorusPoll => {
+                tokio::spawn(poll_viewer(args.clone(), source, connected));
+            }
+            _ => {
+                tokio::spawn(websocket_viewer(
+                    args.clone(),
+                    address,
+                    source,
+                    shared.clone(),
+                    connected,
+                ));
+            }
+        }
+    }
+}
+
 /// Runs one client process until `stop` on stdin or `--max-seconds`.
 pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     let args = Arc::new(args);
-    let address: SocketAddr = {
-        let rest = args
-            .url
-            .split_once("://")
-            .map(|(_, r)| r)
-            .context("a URL with a scheme")?;
-        let host = rest.split('/').next().unwrap_or_default();
-        host.parse()
-            .context("the URL's host is an IP address and port")?
-    };
+    let address = target_address(&args.url)?;
     let shared = Arc::new(Mutex::new(Shared {
         report: ClientReport::default(),
         latency: histogram(),
@@ -338,35 +374,13 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         args.sources.clone()
     };
     let (connected_tx, mut connected_rx) = tokio::sync::mpsc::channel(1024);
-    let pace = Duration::from_secs(1) / args.connect_rate.max(1);
-    let spawner = {
-        let (args, shared) = (args.clone(), shared.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(pace.max(Duration::from_micros(100)));
-            for i in 0..args.viewers {
-                tick.tick().await;
-                let source = sources[i % sources.len()];
-                let connected = connected_tx.clone();
-                match args.kind {
-                    Kind::ChorusSse => {
-                        tokio::spawn(sse_viewer(args.clone(), source, connected));
-                    }
-                    Kind::ChorusPoll => {
-                        tokio::spawn(poll_viewer(args.clone(), source, connected));
-                    }
-                    _ => {
-                        tokio::spawn(websocket_viewer(
-                            args.clone(),
-                            address,
-                            source,
-                            shared.clone(),
-                            connected,
-                        ));
-                    }
-                }
-            }
-        })
-    };
+    let spawner = tokio::spawn(spawn_viewers(
+        args.clone(),
+        address,
+        sources,
+        shared.clone(),
+        connected_tx,
+    ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.max_seconds);
     let (mut ok, mut failed) = (0usize, 0usize);
     while ok + failed < args.viewers {

@@ -6,9 +6,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::client::Kind;
+use crate::client::{ClientReport, Kind};
 use crate::pool::Pool;
-use crate::publish::{publish, Target};
+use crate::publish::{publish, Published, Target};
 use crate::record::{Row, Series};
 use crate::report::latency_cdf;
 use chorus::procstat::CpuMeter;
@@ -106,7 +106,35 @@ pub async fn run(name: &str, shape: Shape) -> anyhow::Result<Outcome> {
         servers.iter().map(|(n, m)| (n.clone(), m.used())).collect();
     let client_cpu = clients.used();
     let merged = pool.stop().await?;
-    let report = &merged.report;
+    let figures = figures(
+        &merged.report,
+        &published,
+        &merged.latency,
+        &server_cpu,
+        client_cpu,
+        wall,
+        &shape,
+    );
+    Ok(Outcome {
+        row: Row {
+            name: name.to_owned(),
+            figures,
+        },
+        latency: merged.latency.clone(),
+        per_second: merged.report.per_second.clone(),
+    })
+}
+
+/// The row of one run: delivery, latency percentiles, and CPU of each server and of the clients.
+fn figures(
+    report: &ClientReport,
+    published: &Published,
+    latency: &Histogram<u64>,
+    server_cpu: &[(String, Duration)],
+    client_cpu: Duration,
+    wall: Duration,
+    shape: &Shape,
+) -> Vec<(String, f64, String)> {
     let wanted = published.acked * report.connected as u64;
     let secs = published.elapsed.as_secs_f64().max(0.001);
     let mut figures = vec![
@@ -119,14 +147,14 @@ pub async fn run(name: &str, shape: Shape) -> anyhow::Result<Outcome> {
             100.0 * report.deliveries as f64 / wanted.max(1) as f64,
             "%",
         ),
-        figure("p50", ms(&merged.latency, 0.5), "ms"),
-        figure("p90", ms(&merged.latency, 0.9), "ms"),
-        figure("p99", ms(&merged.latency, 0.99), "ms"),
-        figure("p99.9", ms(&merged.latency, 0.999), "ms"),
-        figure("max", ms(&merged.latency, 1.0), "ms"),
+        figure("p50", ms(latency, 0.5), "ms"),
+        figure("p90", ms(latency, 0.9), "ms"),
+        figure("p99", ms(latency, 0.99), "ms"),
+        figure("p99.9", ms(latency, 0.999), "ms"),
+        figure("max", ms(latency, 1.0), "ms"),
     ];
     let wall_s = wall.as_secs_f64();
-    for (server, cpu) in &server_cpu {
+    for (server, cpu) in server_cpu {
         figure_cpu(&mut figures, server, *cpu, wall_s);
         if *server == shape.delivering {
             let us = cpu.as_secs_f64() * 1e6;
@@ -144,14 +172,7 @@ pub async fn run(name: &str, shape: Shape) -> anyhow::Result<Outcome> {
     }
     figure_cpu(&mut figures, "clients", client_cpu, wall_s);
     figures.push(figure("gaps", report.gaps as f64, ""));
-    Ok(Outcome {
-        row: Row {
-            name: name.to_owned(),
-            figures,
-        },
-        latency: merged.latency.clone(),
-        per_second: report.per_second.clone(),
-    })
+    figures
 }
 
 fn figure_cpu(figures: &mut Vec<(String, f64, String)>, who: &str, cpu: Duration, wall_s: f64) {

@@ -1,21 +1,137 @@
-//! Who may connect: with `--require-token`, only a viewer with a valid watch token (a JWT, see
-//! [`chorus_service::auth`], in `Authorization: Bearer`, or `?access_token=` where the transport passes its
-//! query to [`Admission::admit_with_query`]); allowed origins; at most
-//! `--max-connections` viewers on this edge and `--max-connections-per-address` from one client address. A refusal is an HTTP status with a problem
-//! document, decided before any upgrade; an admitted connection gives its place back when it ends.
+//! Who may connect: a valid stream id; with `--require-token`, only a viewer with a valid watch token (a JWT,
+//! see [`chorus_service::auth`], in `Authorization: Bearer`, or `?access_token=` for browsers, whose WebSocket
+//! and EventSource APIs cannot set headers); allowed origins; at most `--max-connections` viewers on this edge
+//! and `--max-connections-per-address` from one client address.
+//!
+//! [`Viewer`], the extractor every viewer endpoint starts with, decides before any upgrade; a [`Refusal`] is
+//! an HTTP status with a problem document (and the one place refusals are counted); an admitted connection
+//! gives its place back when it ends.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-
 use chorus_service::auth::{AuthFailure, AuthSetupError, TokenVerifier};
+use chorus_service::problem::{Challenge, Problem};
 
 use crate::config::EdgeConfig;
 use crate::metrics::EdgeMetrics;
+use crate::occurrences::Occurrence;
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    BadStreamId,
+    /// A cursor (or `Last-Event-ID`) that is not one; the detail says which.
+    BadCursor(&'static str),
+    Origin,
+    EdgeFull,
+    AddressFull,
+    /// No watch token, or one that is not valid (the reason, e.g. `expired`).
+    Token(&'static str),
+    /// `--require-token` is on but the edge has no usable key.
+    CannotVerify,
+}
+
+impl Refusal {
+    fn problem(self) -> Problem {
+        let bad = |kind, detail| Problem::new(StatusCode::BAD_REQUEST, kind, "Bad request", detail);
+        let refused =
+            |status, kind, detail| Problem::new(status, kind, "Connection refused", detail);
+        // A full edge, or one that cannot verify tokens, may have room again soon; another may have now.
+        let busy = |status, kind, detail| refused(status, kind, detail).retry_after(5);
+        match self {
+            Refusal::BadStreamId => bad(
+                "bad-stream-id",
+                "a stream id is 1 to 128 characters from A-Z a-z 0-9 . _ - and starts with a letter or digit",
+            ),
+            Refusal::BadCursor(detail) => bad("bad-cursor", detail),
+            Refusal::Origin => refused(
+                StatusCode::FORBIDDEN,
+                "origin-not-allowed",
+                "this origin may not connect",
+            ),
+            Refusal::EdgeFull => busy(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "edge-full",
+                "this edge holds all the connections it may; connect to another",
+            ),
+            Refusal::AddressFull => busy(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-from-address",
+                "too many connections from this address",
+            ),
+            Refusal::Token("missing") => refused(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "this edge needs a watch token: send `Authorization: Bearer <token>`",
+            )
+            .challenge(Challenge::Missing),
+            Refusal::Token(_) => refused(
+                StatusCode::UNAUTHORIZED,
+                "invalid-token",
+                "the watch token is not valid (malformed, expired, badly signed, or for another audience or issuer)",
+            )
+            .challenge(Challenge::InvalidToken),
+            Refusal::CannotVerify => busy(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot-verify-tokens",
+                "this edge cannot verify watch tokens; connect to another",
+            ),
+        }
+    }
+
+    /// Counts the refusal (by its problem type, in snake case) and answers it.
+    pub fn respond(self, metrics: &EdgeMetrics) -> Response {
+        let problem = self.problem();
+        Occurrence::Refused {
+            reason: &problem.kind().replace('-', "_"),
+        }
+        .emit(metrics);
+        problem.into_response()
+    }
+}
+
+/// A viewer let in: the stream it asked for, and its place on this edge. As an extractor it checks the
+/// stream id and admits the connection, or answers with the refusal.
+#[derive(Debug)]
+pub struct Viewer {
+    pub stream_id: String,
+    pub admitted: Admitted,
+}
+
+impl<S> FromRequestParts<S> for Viewer
+where
+    S: Send + Sync,
+    Arc<Admission>: FromRef<S>,
+    EdgeMetrics: FromRef<S>,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let Path(stream_id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let ConnectInfo(client) = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let refuse = |refusal: Refusal| refusal.respond(&EdgeMetrics::from_ref(state));
+        if !chorus_schemas::is_valid_stream_id(&stream_id) {
+            return Err(refuse(Refusal::BadStreamId));
+        }
+        let admitted = Arc::<Admission>::from_ref(state)
+            .admit(client.ip(), &parts.headers, parts.uri.query())
+            .map_err(refuse)?;
+        Ok(Viewer {
+            stream_id,
+            admitted,
+        })
+    }
+}
 
 #[derive(Debug)]
 pub struct Admission {
@@ -24,7 +140,6 @@ pub struct Admission {
     max_per_address: usize,
     origins: Vec<String>,
     tokens: Tokens,
-    metrics: EdgeMetrics,
 }
 
 /// Whether viewers need a watch token.
@@ -40,95 +155,6 @@ enum Tokens {
 struct Counts {
     total: usize,
     per_address: HashMap<IpAddr, usize>,
-}
-
-/// Why a connection was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    Origin,
-    EdgeFull,
-    AddressFull,
-    /// No watch token, or one that is not valid (the reason, e.g. `expired`).
-    Token(&'static str),
-    /// `--require-token` is on but the edge has no usable key.
-    CannotVerify,
-}
-
-impl Refusal {
-    fn parts(self) -> (StatusCode, &'static str, &'static str) {
-        match self {
-            Refusal::Origin => (
-                StatusCode::FORBIDDEN,
-                "origin_not_allowed",
-                "this origin may not connect",
-            ),
-            Refusal::EdgeFull => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "edge_full",
-                "this edge holds all the connections it may; connect to another",
-            ),
-            Refusal::AddressFull => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_from_address",
-                "too many connections from this address",
-            ),
-            Refusal::Token("missing") => (
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "this edge needs a watch token: send `Authorization: Bearer <token>`",
-            ),
-            Refusal::Token(_) => (
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "the watch token is not valid (malformed, expired, badly signed, or for another audience or issuer)",
-            ),
-            Refusal::CannotVerify => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cannot_verify_tokens",
-                "this edge cannot verify watch tokens; connect to another",
-            ),
-        }
-    }
-
-    pub fn reason(self) -> &'static str {
-        self.parts().1
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let (status, reason, detail) = self.parts();
-        let body = Json(serde_json::json!({
-            "type": format!("urn:chorus:problem:{}", reason.replace('_', "-")),
-            "title": "Connection refused",
-            "status": status.as_u16(),
-            "detail": detail,
-        }));
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        match self {
-            Refusal::Origin => {}
-            Refusal::Token(reason) => {
-                let challenge = if reason == "missing" {
-                    "Bearer realm=\"chorus\""
-                } else {
-                    "Bearer realm=\"chorus\", error=\"invalid_token\""
-                };
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(challenge),
-                );
-            }
-            _ => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            }
-        }
-        response
-    }
 }
 
 /// A connection's place; given back when dropped.
@@ -152,76 +178,49 @@ impl Drop for Admitted {
 }
 
 impl Admission {
+    /// The admission of `config`; `Err` when `--require-token` is on and its keys cannot be used.
+    pub fn try_new(config: &EdgeConfig) -> Result<Self, AuthSetupError> {
+        let tokens = if config.require_token {
+            Tokens::Required(Box::new(TokenVerifier::new(&config.auth)?))
+        } else {
+            Tokens::NotRequired
+        };
+        Ok(Self::with_tokens(config, tokens))
+    }
+
     /// Like [`Admission::try_new`], but with keys that cannot be used it refuses every viewer (and logs why)
     /// instead of failing.
-    pub fn new(config: &EdgeConfig, metrics: EdgeMetrics) -> Self {
-        let (admission, error) = Self::build(config, metrics);
-        if let Some(error) = error {
+    pub fn new(config: &EdgeConfig) -> Self {
+        Self::try_new(config).unwrap_or_else(|error| {
             tracing::error!(%error, "--require-token: cannot verify watch tokens; refusing every viewer");
-        }
-        admission
+            Self::with_tokens(config, Tokens::Unverifiable)
+        })
     }
 
-    /// The admission of `config`; `Err` when `--require-token` is on and its keys cannot be used.
-    pub fn try_new(config: &EdgeConfig, metrics: EdgeMetrics) -> Result<Self, AuthSetupError> {
-        match Self::build(config, metrics) {
-            (admission, None) => Ok(admission),
-            (_, Some(error)) => Err(error),
-        }
-    }
-
-    fn build(config: &EdgeConfig, metrics: EdgeMetrics) -> (Self, Option<AuthSetupError>) {
-        let (tokens, error) = if !config.require_token {
-            (Tokens::NotRequired, None)
-        } else {
-            match TokenVerifier::new(&config.auth) {
-                Ok(verifier) => (Tokens::Required(Box::new(verifier)), None),
-                Err(error) => (Tokens::Unverifiable, Some(error)),
-            }
-        };
-        let admission = Admission {
+    fn with_tokens(config: &EdgeConfig, tokens: Tokens) -> Self {
+        Admission {
             counts: Mutex::default(),
             max_total: config.max_connections,
             max_per_address: config.max_connections_per_address,
             origins: config.allowed_origins.clone(),
             tokens,
-            metrics,
-        };
-        (admission, error)
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Admits a connection from `address` with these request headers, or says why not (counted).
-    /// A watch token is looked for in `Authorization` only; see [`Admission::admit_with_query`].
+    /// Admits a connection from `address` with these request headers, taking a watch token from
+    /// `Authorization` or else from `access_token` in the request's `query`; or says why not.
     pub fn admit(
-        self: &Arc<Self>,
-        address: IpAddr,
-        headers: &HeaderMap,
-    ) -> Result<Admitted, Refusal> {
-        self.admit_with_query(address, headers, None)
-    }
-
-    /// [`Admission::admit`], also taking a watch token from `access_token` in the request's `query` (for
-    /// browsers, whose WebSocket and EventSource APIs cannot set headers).
-    pub fn admit_with_query(
         self: &Arc<Self>,
         address: IpAddr,
         headers: &HeaderMap,
         query: Option<&str>,
     ) -> Result<Admitted, Refusal> {
-        let result = self
-            .check_token(headers, query)
-            .and_then(|()| self.decide(address, headers));
-        if let Err(refusal) = result {
-            self.metrics
-                .rejected
-                .with_label_values(&[refusal.reason()])
-                .inc();
-        }
-        result
+        self.check_token(headers, query)?;
+        self.decide(address, headers)
     }
 
     fn check_token(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), Refusal> {
@@ -268,5 +267,85 @@ impl Admission {
             admission: self.clone(),
             address,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(metrics: &EdgeMetrics, reason: &str) -> u64 {
+        metrics.viewers.rejected.with_label_values(&[reason]).get()
+    }
+
+    async fn answer(refusal: Refusal) -> (Response, serde_json::Value, EdgeMetrics) {
+        let metrics = EdgeMetrics::register(&prometheus::Registry::new()).expect("metrics");
+        let response = refusal.respond(&metrics);
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 16).await.expect("body");
+        let json = serde_json::from_slice(&body).expect("problem JSON");
+        (
+            Response::from_parts(parts, axum::body::Body::empty()),
+            json,
+            metrics,
+        )
+    }
+
+    #[tokio::test]
+    async fn refusals_are_problem_documents_with_their_headers_and_are_counted() {
+        let (full, body, metrics) = answer(Refusal::EdgeFull).await;
+        assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(full.headers()[header::RETRY_AFTER], "5");
+        assert_eq!(
+            body,
+            serde_json::json!({"type": "urn:chorus:problem:edge-full", "title": "Connection refused",
+                "status": 503, "detail": "this edge holds all the connections it may; connect to another"})
+        );
+        assert_eq!(rejected(&metrics, "edge_full"), 1);
+
+        let (missing, _, _) = answer(Refusal::Token("missing")).await;
+        assert_eq!(
+            missing.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"chorus\""
+        );
+        let (expired, body, metrics) = answer(Refusal::Token("expired")).await;
+        assert_eq!(body["type"], "urn:chorus:problem:invalid-token");
+        assert!(expired.headers().get(header::RETRY_AFTER).is_none());
+        assert_eq!(rejected(&metrics, "invalid_token"), 1);
+
+        let (bad, body, metrics) = answer(Refusal::BadCursor("not a cursor")).await;
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        assert!(bad.headers().get(header::RETRY_AFTER).is_none());
+        assert_eq!(body["title"], "Bad request");
+        assert_eq!(body["detail"], "not a cursor");
+        assert_eq!(rejected(&metrics, "bad_cursor"), 1);
+    }
+
+    #[test]
+    fn places_are_limited_per_edge_and_per_address_and_given_back() {
+        let config: EdgeConfig =
+            chorus_service::parse_args(&["--max-connections=2", "--max-connections-per-address=1"])
+                .expect("edge options");
+        let admission = Arc::new(Admission::new(&config));
+        let (a, b, c) = (
+            [10, 0, 0, 1].into(),
+            [10, 0, 0, 2].into(),
+            [10, 0, 0, 3].into(),
+        );
+        let headers = HeaderMap::new();
+        let first = admission.admit(a, &headers, None).expect("admitted");
+        assert_eq!(
+            admission.admit(a, &headers, None).err(),
+            Some(Refusal::AddressFull)
+        );
+        let _second = admission.admit(b, &headers, None).expect("admitted");
+        assert_eq!(
+            admission.admit(c, &headers, None).err(),
+            Some(Refusal::EdgeFull)
+        );
+        drop(first);
+        admission
+            .admit(c, &headers, None)
+            .expect("a place was given back");
     }
 }

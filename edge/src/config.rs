@@ -63,6 +63,11 @@ pub struct EdgeConfig {
         default_value_t = 1_000
     )]
     pub coalesce_full_viewers: usize,
+    /// Shortest time between two `likes` frames of a stream: likes arriving sooner after the last one (fanout
+    /// catching up, frames bunched on the way) are summed into the next (0: sent as they come). Set it to
+    /// fanout's `--likes-tick-ms`.
+    #[arg(long, env = "CHORUS_EDGE_LIKES_INTERVAL_MS", default_value_t = 200)]
+    pub likes_interval_ms: u64,
     /// Event ids remembered per stream to drop repeats (Kafka to edge is at-least-once).
     #[arg(long, env = "CHORUS_EDGE_DEDUP_WINDOW", default_value_t = 4096)]
     pub dedup_window: usize,
@@ -159,5 +164,9 @@ impl EdgeConfig {
 
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.subscription_linger_ms)
+    }
+
+    pub fn likes_interval(&self) -> Duration {
+        Duration::from_millis(self.likes_interval_ms)
     }
 }

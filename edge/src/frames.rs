@@ -1,9 +1,13 @@
 //! The JSON frames viewers receive. Each frame is serialised once per stream and shared by every socket.
 
+use std::sync::Arc;
+
 use axum::extract::ws::Utf8Bytes;
 use chorus_schemas::wire::PushedEvent;
 use chorus_schemas::EventKind;
 use serde::Serialize;
+
+use crate::likes::Likes;
 
 /// Where a viewer joined: it receives every event at or after these positions and none before.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -96,8 +100,9 @@ pub struct StreamFrame {
     pub events: Vec<PushedEvent>,
     /// Pre-encoded `events` frame (comments), if any.
     pub comments: Option<Utf8Bytes>,
-    /// Pre-encoded `likes` frame, in a frame of its own (likes come aggregated from fanout, once per tick).
-    pub likes: Option<Utf8Bytes>,
+    /// Pre-encoded `likes` frame, in a frame of its own (likes come aggregated from fanout, once per tick),
+    /// with what it says (to merge it with others a viewer has yet to be sent).
+    pub likes: Option<(Likes, Utf8Bytes)>,
 }
 
 impl StreamFrame {
@@ -140,19 +145,18 @@ impl StreamFrame {
     }
 
     /// A `likes` frame: the likes of a stream that fanout counted in one tick, and the running total.
-    pub fn likes(stream_id: &str, delta: u64, total: u64) -> StreamFrame {
+    pub fn likes(stream_id: &str, likes: Likes) -> StreamFrame {
+        let text = ServerFrame::Likes {
+            stream_id,
+            delta: likes.delta,
+            total: likes.total,
+        }
+        .to_text();
         StreamFrame {
             first_offsets: Vec::new(),
             events: Vec::new(),
             comments: None,
-            likes: Some(
-                ServerFrame::Likes {
-                    stream_id,
-                    delta,
-                    total,
-                }
-                .to_text(),
-            ),
+            likes: Some((likes, text)),
         }
     }
 
@@ -169,7 +173,7 @@ impl StreamFrame {
             return self
                 .comments
                 .iter()
-                .chain(self.likes.iter())
+                .chain(self.likes.iter().map(|(_, text)| text))
                 .cloned()
                 .collect();
         }
@@ -192,6 +196,39 @@ impl StreamFrame {
             .filter(|e| e.offset >= join_offset(join, &e.topic))
             .count()
     }
+}
+
+/// Frames a writer sends to one viewer at once: their `likes` frames become one (the deltas summed, the last
+/// total) in the place of the last, so a viewer that fell behind by a few ticks still gets one per write.
+pub fn merge_likes(stream_id: &str, frames: Vec<Arc<StreamFrame>>) -> Vec<Arc<StreamFrame>> {
+    let mut likes = frames
+        .iter()
+        .filter_map(|f| f.likes.as_ref().map(|(l, _)| *l));
+    let Some(first) = likes.next() else {
+        return frames;
+    };
+    let rest: Vec<Likes> = likes.collect();
+    let Some(last) = rest.last() else {
+        return frames;
+    };
+    let merged = Likes {
+        delta: rest
+            .iter()
+            .fold(first.delta, |sum, l| sum.saturating_add(l.delta)),
+        total: last.total,
+    };
+    let last_at = frames.iter().rposition(|f| f.likes.is_some());
+    frames
+        .into_iter()
+        .enumerate()
+        .filter_map(
+            |(at, frame)| match (frame.likes.is_some(), Some(at) == last_at) {
+                (false, _) => Some(frame),
+                (true, false) => None,
+                (true, true) => Some(Arc::new(StreamFrame::likes(stream_id, merged))),
+            },
+        )
+        .collect()
 }
 
 fn encode_comments(stream_id: &str, events: &[PushedEvent]) -> Option<Utf8Bytes> {
@@ -219,4 +256,34 @@ fn encode_comments(stream_id: &str, events: &[PushedEvent]) -> Option<Utf8Bytes>
         }
         .to_text()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(frames: &[Arc<StreamFrame>]) -> Vec<String> {
+        frames
+            .iter()
+            .flat_map(|f| f.for_viewer("s", &[]))
+            .map(|t| t.as_str().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn likes_frames_sent_together_become_one_in_the_place_of_the_last() {
+        let likes = |delta, total| Arc::new(StreamFrame::likes("s", Likes { delta, total }));
+        let sampled = Arc::new(StreamFrame::sampled("s", 4));
+        let frames = vec![likes(2, 10), sampled.clone(), likes(3, 13), likes(0, 13)];
+        assert_eq!(
+            texts(&merge_likes("s", frames)),
+            [
+                r#"{"type":"gap","stream_id":"s","reason":"sampled","missed_events":4}"#,
+                r#"{"type":"likes","stream_id":"s","delta":5,"total":13}"#,
+            ]
+        );
+        let one = vec![sampled.clone(), likes(1, 1)];
+        assert_eq!(texts(&merge_likes("s", one)).len(), 2, "a single one stays");
+        assert_eq!(texts(&merge_likes("s", vec![sampled])).len(), 1);
+    }
 }

@@ -7,36 +7,52 @@
 //!                                  +-- Kafka `subscriptions`, `edges` (written by the edge)
 //! ```
 //!
-//! - [`viewer`] (WebSocket), [`sse`] (Server-Sent Events), [`poll`] (long-poll): the viewer endpoints, with
-//!   what they share in [`watching`] and [`cursor`]; [`frames`]: the JSON frames viewers receive;
-//! - [`rooms`]: streams with viewers here, join positions and broadcast; [`dedup`]: repeat suppression;
-//! - [`push`]: the internal endpoint fanout pushes to; [`membership`]: lease and subscription records;
-//! - [`config`], [`metrics`].
+//! - The viewer endpoints, only for their wire: [`ws`] (WebSocket), [`sse`] (Server-Sent Events), [`poll`]
+//!   (long-poll), routed in [`viewer_router`] with the [`state`] they share. Each starts with the
+//!   [`admission`] extractor (stream id, token, origin, limits; refusals as problem documents) and drives a
+//!   [`session`]: presence, join and `hello` or resume from a [`cursor`], `gap`, `reconnect`;
+//!   [`frames`]: the JSON frames viewers receive.
+//! - [`attendance`]: a viewer's presence in its stream's room, and the subscription a stream's first viewer
+//!   writes and its last one's leaving withdraws after a linger; [`membership`]: lease and subscription
+//!   records.
+//! - [`rooms`]: the streams with viewers here and where fanout stands; [`room`]: one stream's state (join
+//!   positions, buffered frames, waiting events and likes); [`dedup`]: repeat suppression.
+//! - [`push`]: the internal endpoint fanout pushes to; [`broadcast`]: how its batches, likes and sampling
+//!   notes reach the rooms, and the flush tick; [`coalesce`]: how long events wait to go out together;
+//!   [`likes`]: at most one `likes` frame per stream per interval.
+//! - [`occurrences`]: everything counted (and logged) happening, each in one place; [`metrics`]: the
+//!   metrics they move; [`config`]; [`error`].
 
 pub mod admission;
+pub mod attendance;
+pub mod broadcast;
 pub mod coalesce;
 pub mod config;
 pub mod cursor;
 pub mod dedup;
+pub mod error;
 pub mod frames;
+pub mod likes;
 pub mod membership;
 pub mod metrics;
+pub mod occurrences;
 pub mod poll;
 pub mod push;
+pub mod room;
 pub mod rooms;
+pub mod session;
 pub mod sse;
-pub mod viewer;
-pub mod watching;
+pub mod state;
+pub mod ws;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
-use chorus_schemas::CodecError;
 use chorus_service::{KafkaArgs, Readiness};
 use prometheus::Registry;
 use tokio::net::TcpListener;
@@ -44,25 +60,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::EdgeConfig;
+pub use error::EdgeError;
 
-use crate::coalesce::Coalescing;
+use crate::admission::Admission;
+use crate::attendance::Attendance;
+use crate::broadcast::Broadcast;
 use crate::membership::Membership;
 use crate::metrics::EdgeMetrics;
+use crate::occurrences::Occurrence;
 use crate::rooms::Rooms;
-
-#[derive(Debug, thiserror::Error)]
-pub enum EdgeError {
-    #[error("cannot create the Kafka producer: {0}")]
-    Producer(#[source] rdkafka::error::KafkaError),
-    #[error(transparent)]
-    Schema(#[from] CodecError),
-    #[error("cannot register metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error("server error: {0}")]
-    Serve(#[from] std::io::Error),
-    #[error("cannot verify watch tokens: {0}")]
-    Auth(#[from] chorus_service::auth::AuthSetupError),
-}
+use crate::state::ViewerState;
 
 /// The sockets an edge serves on.
 #[derive(Debug)]
@@ -75,6 +82,15 @@ pub struct EdgeListeners {
     pub admin: TcpListener,
 }
 
+/// Every viewer transport: WebSocket, SSE and long-poll.
+pub fn viewer_router(state: ViewerState) -> Router {
+    Router::new()
+        .route("/v1/streams/{stream_id}/ws", get(ws::upgrade))
+        .route("/v1/streams/{stream_id}/sse", get(sse::serve))
+        .route("/v1/streams/{stream_id}/poll", get(poll::serve))
+        .with_state(state)
+}
+
 /// Runs an edge until `shutdown` is cancelled; then it closes viewers, withdraws its lease and subscriptions.
 pub async fn run(
     config: EdgeConfig,
@@ -84,7 +100,83 @@ pub async fn run(
 ) -> Result<(), EdgeError> {
     let registry = Registry::new();
     let metrics = EdgeMetrics::register(&registry)?;
-    let readiness = Readiness::default();
+    let membership = Arc::new(cluster_membership(&config, &kafka, &listeners, &metrics)?);
+    let rooms = Arc::new(Rooms::new(
+        &config,
+        kafka.topics().events,
+        kafka.partitions,
+        metrics.clone(),
+    ));
+    let broadcast = Arc::new(Broadcast::new(&config, rooms.clone(), metrics.clone()));
+
+    if let Err(error) = kafka.ensure_topics(Duration::from_secs(10)).await {
+        tracing::warn!(%error, "topics not ensured; continuing");
+    }
+    // Draining starts on shutdown or on `POST /drain` at the admin port; once every viewer left (or the
+    // drain window and a grace period passed) the edge stops for good.
+    let draining = shutdown.child_token();
+    let finished = CancellationToken::new();
+    tokio::spawn(
+        membership
+            .clone()
+            .keep_lease(config.lease_ttl(), finished.clone()),
+    );
+    tokio::spawn(broadcast.clone().flush_every(finished.clone()));
+    tracing::info!(
+        edge_id = membership.edge_id(),
+        push_url = membership.push_url(),
+        public = ?listeners.public.local_addr().ok(),
+        "edge serving"
+    );
+
+    let tracker = TaskTracker::new();
+    let viewers = ViewerState {
+        attendance: Arc::new(Attendance::new(
+            rooms.clone(),
+            membership.clone(),
+            config.linger(),
+            tracker.clone(),
+            metrics.clone(),
+        )),
+        admission: Arc::new(Admission::try_new(&config)?),
+        config: Arc::new(config),
+        edge_id: membership.edge_id().into(),
+        metrics: metrics.clone(),
+        shutdown: draining.clone(),
+    };
+    let internal = push::router(rooms.clone(), broadcast, metrics.clone(), finished.clone());
+    let admin = tokio::spawn(chorus_service::admin::serve_admin_with(
+        listeners.admin,
+        registry,
+        Readiness::default(),
+        drain_route(draining.clone()),
+        finished.clone(),
+    ));
+    let internal = tokio::spawn(
+        axum::serve(listeners.internal, internal)
+            .with_graceful_shutdown(finished.clone().cancelled_owned())
+            .into_future(),
+    );
+    serve_viewers(listeners.public, viewers, tracker).await?;
+    finished.cancel();
+    membership.leave(&rooms.streams());
+    for task in [internal, admin] {
+        match task.await {
+            Ok(result) => result?,
+            Err(error) => tracing::error!(%error, "edge server task failed"),
+        }
+    }
+    Ok(())
+}
+
+/// This edge's records in the cluster: its id (fresh per process unless configured) and the URL fanout pushes
+/// to (the internal listener, at the advertised host if one is set).
+fn cluster_membership(
+    config: &EdgeConfig,
+    kafka: &KafkaArgs,
+    listeners: &EdgeListeners,
+    metrics: &EdgeMetrics,
+) -> Result<Membership, EdgeError> {
     let edge_id = config
         .edge_id
         .clone()
@@ -95,81 +187,31 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| internal_addr.ip().to_string());
     let push_url = format!("ws://{host}:{}{}", internal_addr.port(), push::PUSH_PATH);
-    let membership = Arc::new(Membership::new(
-        &kafka,
-        edge_id.clone(),
-        push_url.clone(),
-        metrics.clone(),
-    )?);
-    let rooms = Arc::new(Rooms::new(
-        &config,
-        kafka.topics().events,
-        kafka.partitions,
-        membership.clone(),
-        metrics.clone(),
-    ));
+    Membership::new(kafka, edge_id, push_url, metrics.clone())
+}
 
-    if let Err(error) = kafka.ensure_topics(Duration::from_secs(10)).await {
-        tracing::warn!(%error, "topics not ensured; continuing");
-    }
-    // Draining starts on shutdown or on `POST /drain` at the admin port; once every viewer left (or the
-    // drain window and a grace period passed) the edge stops for good.
-    let draining = CancellationToken::new();
-    let finished = CancellationToken::new();
-    tokio::spawn({
-        let (shutdown, draining) = (shutdown.clone(), draining.clone());
-        async move {
-            shutdown.cancelled().await;
-            draining.cancel();
-        }
-    });
-    tokio::spawn(
-        membership
-            .clone()
-            .keep_lease(config.lease_ttl(), finished.clone()),
-    );
-    if let Some(coalescing) = Coalescing::from_config(&config) {
-        tokio::spawn(rooms.clone().flush_every(coalescing, finished.clone()));
-    }
-    tracing::info!(%edge_id, %push_url, public = ?listeners.public.local_addr().ok(), "edge serving");
-
-    let drain_window = Duration::from_millis(config.drain_ms);
-    let config_send_buffer = config.socket_send_buffer_bytes;
-    let tracker = TaskTracker::new();
-    let viewers = viewer::router(viewer::ViewerState {
-        rooms: rooms.clone(),
-        admission: Arc::new(admission::Admission::try_new(&config, metrics.clone())?),
-        config: Arc::new(config),
-        edge_id: edge_id.into(),
-        metrics: metrics.clone(),
-        tracker: tracker.clone(),
-        shutdown: draining.clone(),
-    });
-    let internal = push::router(rooms.clone(), finished.clone());
-    let drain_route = Router::new().route(
+/// `POST /drain` at the admin port: the edge starts draining.
+fn drain_route(draining: CancellationToken) -> Router {
+    Router::new().route(
         "/drain",
-        post({
-            let draining = draining.clone();
-            move || async move {
-                draining.cancel();
-                "draining\n"
-            }
+        post(move || async move {
+            draining.cancel();
+            "draining\n"
         }),
-    );
-    let admin = tokio::spawn(chorus_service::admin::serve_admin_with(
-        listeners.admin,
-        registry,
-        readiness,
-        drain_route,
-        finished.clone(),
-    ));
-    let internal = tokio::spawn(
-        axum::serve(listeners.internal, internal)
-            .with_graceful_shutdown(finished.clone().cancelled_owned())
-            .into_future(),
-    );
-    let send_buffer = config_send_buffer;
-    let public = listeners.public.tap_io(move |tcp| {
+    )
+}
+
+/// Serves viewers until the edge drains, then waits for the connected ones to leave (they do at random
+/// moments of the drain window), at most the window and a grace period.
+async fn serve_viewers(
+    public: TcpListener,
+    state: ViewerState,
+    tracker: TaskTracker,
+) -> Result<(), EdgeError> {
+    let (draining, metrics) = (state.shutdown.clone(), state.metrics.clone());
+    let grace = Duration::from_millis(state.config.drain_ms) + Duration::from_secs(5);
+    let send_buffer = state.config.socket_send_buffer_bytes;
+    let public = public.tap_io(move |tcp| {
         // Frames are small and latency matters: no Nagle delay.
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
@@ -182,27 +224,18 @@ pub async fn run(
     });
     axum::serve(
         public,
-        viewers.into_make_service_with_connect_info::<SocketAddr>(),
+        viewer_router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(draining.clone().cancelled_owned())
+    .with_graceful_shutdown(draining.cancelled_owned())
     .await?;
-    // No new viewers from here on; the connected ones leave at random moments of the drain window.
-    metrics.draining.set(1);
+    // No new viewers from here on.
+    Occurrence::Draining.emit(&metrics);
     tracker.close();
-    let grace = drain_window + Duration::from_secs(5);
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(
             left = tracker.len(),
             "viewers still connected after the drain window"
         );
-    }
-    finished.cancel();
-    membership.leave(&rooms.streams());
-    for task in [internal, admin] {
-        match task.await {
-            Ok(result) => result?,
-            Err(error) => tracing::error!(%error, "edge server task failed"),
-        }
     }
     Ok(())
 }

@@ -10,8 +10,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::EdgeError;
 use crate::metrics::EdgeMetrics;
-use crate::EdgeError;
+use crate::occurrences::Occurrence;
 
 pub struct Membership {
     producer: FutureProducer,
@@ -62,6 +63,11 @@ impl Membership {
 
     pub fn edge_id(&self) -> &str {
         &self.lease.edge_id
+    }
+
+    /// Where fanout pushes to this edge.
+    pub fn push_url(&self) -> &str {
+        &self.lease.push_url
     }
 
     /// Announces that this edge has viewers of `stream_id`, the first of whom joined at `positions`.
@@ -143,9 +149,9 @@ impl Membership {
         if let Some(payload) = payload.as_ref() {
             record = record.payload(payload);
         }
-        let writes = self.metrics.membership_writes.clone();
         match self.producer.send_result(record) {
             Ok(delivery) => {
+                let metrics = self.metrics.clone();
                 tokio::spawn(async move {
                     let outcome = match delivery.await {
                         Ok(Ok(_)) => "ok",
@@ -155,12 +161,20 @@ impl Membership {
                         }
                         Err(_) => "error",
                     };
-                    writes.with_label_values(&[what, outcome]).inc();
+                    Occurrence::MembershipWrite {
+                        record: what,
+                        outcome,
+                    }
+                    .emit(&metrics);
                 });
             }
             Err((error, _)) => {
                 tracing::warn!(%error, record = what, "membership record not queued");
-                writes.with_label_values(&[what, "error"]).inc();
+                Occurrence::MembershipWrite {
+                    record: what,
+                    outcome: "error",
+                }
+                .emit(&self.metrics);
             }
         }
     }

@@ -1,173 +1,190 @@
 //! What the edge counts. Names follow `chorus_edge_<what>_<unit>`; no label carries a stream, user or
-//! connection id.
+//! connection id. Each metric is named here once (created and registered in one call); what moves it is the
+//! `occurrences` module.
 
+use chorus_service::metrics::Metrics;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
 };
 
 #[derive(Debug, Clone)]
 pub struct EdgeMetrics {
+    pub viewers: ViewerMetrics,
+    pub feed: FeedMetrics,
+}
+
+impl EdgeMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Metrics::new(registry);
+        Ok(EdgeMetrics {
+            viewers: ViewerMetrics::register(&m)?,
+            feed: FeedMetrics::register(&m)?,
+        })
+    }
+}
+
+/// The viewers: their connections, refusals and joins, and what is written to them.
+#[derive(Debug, Clone)]
+pub struct ViewerMetrics {
     pub connections: IntGaugeVec,
     pub rejected: IntCounterVec,
+    pub joins: IntCounter,
+    pub frames_sent: IntCounter,
+    pub bytes_sent: IntCounter,
+    pub events_delivered: IntCounter,
+    pub gaps: IntCounter,
+    pub reconnects: IntCounterVec,
+    pub liveness_timeouts: IntCounter,
+    pub slow_disconnects: IntCounter,
+    pub draining: IntGauge,
+    pub join_to_first_event: Histogram,
+    pub queue_depth: Histogram,
+}
+
+impl ViewerMetrics {
+    fn register(m: &Metrics<'_>) -> Result<Self, prometheus::Error> {
+        Ok(ViewerMetrics {
+            connections: m.gauge_vec(
+                "chorus_edge_connections",
+                "Open viewer connections by transport",
+                &["transport"],
+            )?,
+            rejected: m.counter_vec(
+                "chorus_edge_connections_rejected_total",
+                "Viewer connections refused, by reason",
+                &["reason"],
+            )?,
+            joins: m.counter("chorus_edge_joins_total", "Viewers that received hello")?,
+            frames_sent: m.counter("chorus_edge_frames_sent_total", "Frames written to viewers")?,
+            bytes_sent: m.counter(
+                "chorus_edge_sent_bytes_total",
+                "Bytes of frames written to viewers",
+            )?,
+            events_delivered: m.counter(
+                "chorus_edge_events_delivered_total",
+                "Events written to viewers (one per viewer)",
+            )?,
+            gaps: m.counter(
+                "chorus_edge_gaps_total",
+                "Gap frames sent to viewers that fell behind",
+            )?,
+            reconnects: m.counter_vec(
+                "chorus_edge_reconnects_total",
+                "Reconnect frames sent, by reason (ttl, drain)",
+                &["reason"],
+            )?,
+            liveness_timeouts: m.counter(
+                "chorus_edge_liveness_timeouts_total",
+                "Viewers closed after two heartbeats without a sign of life",
+            )?,
+            slow_disconnects: m.counter(
+                "chorus_edge_slow_disconnects_total",
+                "Viewers disconnected because they kept falling behind",
+            )?,
+            draining: m.gauge(
+                "chorus_edge_draining",
+                "1 while the edge drains its viewers",
+            )?,
+            join_to_first_event: m.histogram(
+                "chorus_edge_join_to_first_event_seconds",
+                "Time from a viewer's hello to its first event",
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ],
+            )?,
+            queue_depth: m.histogram(
+                "chorus_edge_viewer_queue_frames",
+                "Frames waiting for a viewer when it starts a write (its backlog in its stream's buffer)",
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            )?,
+        })
+    }
+}
+
+/// What reaches the edge: fanout's push sessions, batches, events and likes, the rooms they go to, and the
+/// membership records the edge writes.
+#[derive(Debug, Clone)]
+pub struct FeedMetrics {
     pub streams: IntGauge,
     pub push_sessions: IntGauge,
     pub push_batches: IntCounter,
     pub events_received: IntCounter,
     pub duplicates_dropped: IntCounter,
     pub events_unrouted: IntCounter,
-    pub frames_sent: IntCounter,
-    pub bytes_sent: IntCounter,
-    pub events_delivered: IntCounter,
-    pub gaps: IntCounter,
     pub likes_frames: IntCounter,
-    pub reconnects: IntCounterVec,
-    pub liveness_timeouts: IntCounter,
-    pub slow_disconnects: IntCounter,
-    pub draining: IntGauge,
-    pub joins: IntCounter,
-    pub join_to_first_event: Histogram,
     pub event_age: HistogramVec,
-    pub queue_depth: Histogram,
     pub membership_writes: IntCounterVec,
 }
 
-impl EdgeMetrics {
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let counter = |name: &str, help: &str| IntCounter::new(name, help);
-        let m = EdgeMetrics {
-            connections: IntGaugeVec::new(
-                Opts::new(
-                    "chorus_edge_connections",
-                    "Open viewer connections by transport",
-                ),
-                &["transport"],
-            )?,
-            rejected: IntCounterVec::new(
-                Opts::new(
-                    "chorus_edge_connections_rejected_total",
-                    "Viewer connections refused, by reason",
-                ),
-                &["reason"],
-            )?,
-            streams: IntGauge::new(
+impl FeedMetrics {
+    fn register(m: &Metrics<'_>) -> Result<Self, prometheus::Error> {
+        Ok(FeedMetrics {
+            streams: m.gauge(
                 "chorus_edge_streams",
                 "Streams with viewers (or lingering) on this edge",
             )?,
-            push_sessions: IntGauge::new(
+            push_sessions: m.gauge(
                 "chorus_edge_push_sessions",
                 "Fanout instances connected to this edge",
             )?,
-            push_batches: counter(
+            push_batches: m.counter(
                 "chorus_edge_push_batches_total",
                 "Batches received from fanout",
             )?,
-            events_received: counter(
+            events_received: m.counter(
                 "chorus_edge_events_received_total",
                 "Events received from fanout",
             )?,
-            duplicates_dropped: counter(
+            duplicates_dropped: m.counter(
                 "chorus_edge_duplicates_dropped_total",
                 "Events dropped because their event_id was already delivered",
             )?,
-            events_unrouted: counter(
+            events_unrouted: m.counter(
                 "chorus_edge_events_unrouted_total",
                 "Events received for a stream without viewers here",
             )?,
-            frames_sent: counter("chorus_edge_frames_sent_total", "Frames written to viewers")?,
-            bytes_sent: counter(
-                "chorus_edge_sent_bytes_total",
-                "Bytes of frames written to viewers",
-            )?,
-            events_delivered: counter(
-                "chorus_edge_events_delivered_total",
-                "Events written to viewers (one per viewer)",
-            )?,
-            gaps: counter(
-                "chorus_edge_gaps_total",
-                "Gap frames sent to viewers that fell behind",
-            )?,
-            likes_frames: counter(
+            likes_frames: m.counter(
                 "chorus_edge_likes_frames_total",
                 "Aggregated likes frames from fanout broadcast to a stream's viewers",
             )?,
-            reconnects: IntCounterVec::new(
-                Opts::new(
-                    "chorus_edge_reconnects_total",
-                    "Reconnect frames sent, by reason (ttl, drain)",
-                ),
-                &["reason"],
-            )?,
-            liveness_timeouts: counter(
-                "chorus_edge_liveness_timeouts_total",
-                "Viewers closed after two heartbeats without a sign of life",
-            )?,
-            slow_disconnects: counter(
-                "chorus_edge_slow_disconnects_total",
-                "Viewers disconnected because they kept falling behind",
-            )?,
-            draining: IntGauge::new(
-                "chorus_edge_draining",
-                "1 while the edge drains its viewers",
-            )?,
-            joins: counter("chorus_edge_joins_total", "Viewers that received hello")?,
-            queue_depth: Histogram::with_opts(
-                HistogramOpts::new(
-                    "chorus_edge_viewer_queue_frames",
-                    "Frames waiting for a viewer when it starts a write (its backlog in its stream's buffer)",
-                )
-                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
-            )?,
-            join_to_first_event: Histogram::with_opts(
-                HistogramOpts::new(
-                    "chorus_edge_join_to_first_event_seconds",
-                    "Time from a viewer's hello to its first event",
-                )
-                .buckets(vec![
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                ]),
-            )?,
-            event_age: HistogramVec::new(
-                HistogramOpts::new(
-                    "chorus_edge_event_age_seconds",
-                    "Age of each event as it reaches this edge from fanout (now minus its created_ms at ingest), \
-                     by the topic it was read from: end-to-end latency up to the viewers' queues",
-                )
-                .buckets(vec![
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]),
+            event_age: m.histogram_vec(
+                "chorus_edge_event_age_seconds",
+                "Age of each event as it reaches this edge from fanout (now minus its created_ms at ingest), \
+                 by the topic it was read from: end-to-end latency up to the viewers' queues",
                 &["topic"],
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
             )?,
-            membership_writes: IntCounterVec::new(
-                Opts::new(
-                    "chorus_edge_membership_writes_total",
-                    "Subscription and lease records written, by record and outcome",
-                ),
+            membership_writes: m.counter_vec(
+                "chorus_edge_membership_writes_total",
+                "Subscription and lease records written, by record and outcome",
                 &["record", "outcome"],
             )?,
-        };
-        registry.register(Box::new(m.connections.clone()))?;
-        registry.register(Box::new(m.rejected.clone()))?;
-        registry.register(Box::new(m.streams.clone()))?;
-        registry.register(Box::new(m.push_sessions.clone()))?;
-        registry.register(Box::new(m.push_batches.clone()))?;
-        registry.register(Box::new(m.events_received.clone()))?;
-        registry.register(Box::new(m.duplicates_dropped.clone()))?;
-        registry.register(Box::new(m.events_unrouted.clone()))?;
-        registry.register(Box::new(m.frames_sent.clone()))?;
-        registry.register(Box::new(m.likes_frames.clone()))?;
-        registry.register(Box::new(m.bytes_sent.clone()))?;
-        registry.register(Box::new(m.events_delivered.clone()))?;
-        registry.register(Box::new(m.gaps.clone()))?;
-        registry.register(Box::new(m.reconnects.clone()))?;
-        registry.register(Box::new(m.liveness_timeouts.clone()))?;
-        registry.register(Box::new(m.draining.clone()))?;
-        registry.register(Box::new(m.slow_disconnects.clone()))?;
-        registry.register(Box::new(m.joins.clone()))?;
-        registry.register(Box::new(m.join_to_first_event.clone()))?;
-        registry.register(Box::new(m.event_age.clone()))?;
-        registry.register(Box::new(m.queue_depth.clone()))?;
-        registry.register(Box::new(m.membership_writes.clone()))?;
-        Ok(m)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_registered_under_its_name() {
+        let registry = Registry::new();
+        let m = EdgeMetrics::register(&registry).expect("metrics");
+        m.viewers
+            .connections
+            .with_label_values(&["websocket"])
+            .inc();
+        m.viewers.rejected.with_label_values(&["edge_full"]).inc();
+        m.viewers.reconnects.with_label_values(&["ttl"]).inc();
+        m.feed.event_age.with_label_values(&["events"]).observe(0.1);
+        m.feed
+            .membership_writes
+            .with_label_values(&["lease", "ok"])
+            .inc();
+        assert_eq!(registry.gather().len(), 22, "every metric once");
+        assert!(EdgeMetrics::register(&registry).is_err(), "a name twice");
     }
 }

@@ -4,20 +4,21 @@
 //! next ones, waiting up to `wait_ms`) and the cursor to send next. Between polls the stream's room lingers,
 //! so a client polling back at once misses nothing; one that comes back too late gets a `gap` frame.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{header, HeaderMap};
+use axum::extract::{Query, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
 
+use crate::admission::{Refusal, Viewer};
+use crate::attendance::Transport;
 use crate::cursor;
-use crate::frames::ServerFrame;
-use crate::viewer::ViewerState;
-use crate::watching::{admit, bad_request, hello, Presence};
+use crate::frames::StreamFrame;
+use crate::occurrences::Occurrence;
+use crate::session::{Arrival, Next, Session};
+use crate::state::ViewerState;
 
 /// Longest a poll waits for news.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -31,57 +32,23 @@ pub struct PollQuery {
 
 pub async fn serve(
     State(state): State<ViewerState>,
-    Path(stream_id): Path<String>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
     Query(query): Query<PollQuery>,
+    viewer: Viewer,
 ) -> Response {
-    let admitted = match admit(&state, &stream_id, client.ip(), &headers, uri.query()) {
-        Ok(admitted) => admitted,
-        Err(refused) => return *refused,
-    };
-    let metrics = state.metrics.clone();
-    let presence = Presence::enter(&state, admitted, &stream_id, "long_poll");
+    let arrival = Arrival::new(&state, viewer, Transport::LongPoll);
     let Some(text) = query.cursor else {
-        let joined = state.rooms.join(&presence.room);
-        metrics.joins.inc();
-        let hello = hello(
-            &stream_id,
-            &state.edge_id,
-            &joined.join,
-            state.config.heartbeat_ms,
-            joined.likes_total,
-        );
-        return answer(&cursor::encode(&joined.join), &[hello]);
+        let (session, hello) = arrival.join();
+        session.greeted();
+        return answer(&session.cursor(), &[hello]);
     };
-    let Some(mut at) = cursor::decode(&text) else {
-        return bad_request(
-            &metrics,
-            "bad_cursor",
-            "`cursor` is not a cursor this edge gave out",
-        );
+    let Some(at) = cursor::decode(&text) else {
+        return Refusal::BadCursor("`cursor` is not a cursor this edge gave out")
+            .respond(&state.metrics);
     };
-    let mut resumed = state.rooms.resume(&presence.room, &at);
-    let mut texts: Vec<Utf8Bytes> = Vec::new();
-    if resumed.gap {
-        metrics.gaps.inc();
-        let gap = ServerFrame::Gap {
-            stream_id: &stream_id,
-            missed_frames: 0,
-            reason: "polled_after_buffer",
-        };
-        texts.push(gap.to_text());
-    }
-    let mut take = |frame: &crate::frames::StreamFrame, texts: &mut Vec<Utf8Bytes>| {
-        metrics
-            .events_delivered
-            .inc_by(frame.event_count(&at) as u64);
-        texts.extend(frame.for_viewer(&stream_id, &at));
-        cursor::advance(&mut at, frame);
-    };
-    for frame in &resumed.frames {
-        take(frame, &mut texts);
+    let (mut session, missed) = arrival.resume(at, "polled_after_buffer");
+    let mut texts: Vec<Utf8Bytes> = missed.gap.into_iter().collect();
+    for frame in &missed.frames {
+        take(&mut session, frame, &mut texts);
     }
     let wait = query
         .wait_ms
@@ -91,29 +58,26 @@ pub async fn serve(
     while texts.is_empty() {
         let next = tokio::select! {
             () = state.shutdown.cancelled() => break,
-            next = tokio::time::timeout_at(deadline, resumed.next.recv()) => next,
+            next = tokio::time::timeout_at(deadline, session.next()) => next,
         };
         match next {
-            Err(_elapsed) => break,
-            Ok(Ok(frame)) => take(&frame, &mut texts),
-            Ok(Err(RecvError::Lagged(missed))) => {
-                metrics.gaps.inc();
-                let gap = ServerFrame::Gap {
-                    stream_id: &stream_id,
-                    missed_frames: missed,
-                    reason: "slow_viewer",
-                };
-                texts.push(gap.to_text());
-            }
-            Ok(Err(RecvError::Closed)) => break,
+            Err(_) | Ok(Next::Closed) => break,
+            Ok(Next::Frame(frame)) => take(&mut session, &frame, &mut texts),
+            Ok(Next::Gap(gap)) => texts.push(gap),
         }
     }
     for text in &texts {
-        metrics.frames_sent.inc();
-        metrics.bytes_sent.inc_by(text.len() as u64);
+        Occurrence::FrameSent { bytes: text.len() }.emit(&state.metrics);
     }
-    drop(presence);
-    answer(&cursor::encode(&at), &texts)
+    let cursor = session.cursor();
+    drop(session);
+    answer(&cursor, &texts)
+}
+
+fn take(session: &mut Session, frame: &StreamFrame, texts: &mut Vec<Utf8Bytes>) {
+    let taken = session.take(frame);
+    session.delivered(taken.events);
+    texts.extend(taken.texts);
 }
 
 /// `{"cursor": "...", "frames": [...]}`, the frames spliced in as they were encoded once for every client.

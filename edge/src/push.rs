@@ -13,25 +13,40 @@ use chorus_schemas::wire::{PushBatch, PushFrame};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::rooms::{Rooms, SessionId};
+use crate::broadcast::Broadcast;
+use crate::metrics::EdgeMetrics;
+use crate::occurrences::Occurrence;
+use crate::rooms::Rooms;
 
 pub const PUSH_PATH: &str = "/internal/v1/push";
 
 /// Largest batch a fanout instance may send.
 const MAX_BATCH_BYTES: usize = 16 << 20;
 
+/// A session id: one per fanout connection.
+type SessionId = u64;
+
 #[derive(Debug, Clone)]
 struct PushState {
     rooms: Arc<Rooms>,
+    broadcast: Arc<Broadcast>,
+    metrics: EdgeMetrics,
     next_session: Arc<AtomicU64>,
     shutdown: CancellationToken,
 }
 
-pub fn router(rooms: Arc<Rooms>, shutdown: CancellationToken) -> Router {
+pub fn router(
+    rooms: Arc<Rooms>,
+    broadcast: Arc<Broadcast>,
+    metrics: EdgeMetrics,
+    shutdown: CancellationToken,
+) -> Router {
     Router::new()
         .route(PUSH_PATH, get(upgrade))
         .with_state(PushState {
             rooms,
+            broadcast,
+            metrics,
             next_session: Arc::new(AtomicU64::new(1)),
             shutdown,
         })
@@ -43,7 +58,7 @@ async fn upgrade(State(state): State<PushState>, ws: WebSocketUpgrade) -> Respon
         .on_upgrade(move |socket| serve(state, session, socket))
 }
 
-#[tracing::instrument(name = "edge.push_session", skip_all, fields(session))]
+#[tracing::instrument(name = "edge.push_session", skip_all, fields(session = session))]
 async fn serve(state: PushState, session: SessionId, mut socket: WebSocket) {
     let mut opened = false;
     loop {
@@ -67,33 +82,45 @@ async fn serve(state: PushState, session: SessionId, mut socket: WebSocket) {
                 break;
             }
         };
-        state.rooms.note_batch();
+        Occurrence::BatchReceived.emit(&state.metrics);
         for frame in batch.frames {
-            match frame {
-                PushFrame::Hello {
-                    fanout_id,
-                    partitions,
-                } => {
-                    tracing::info!(%fanout_id, partitions, "fanout connected");
-                    state.rooms.session_opened(session, partitions);
-                    opened = true;
-                }
-                PushFrame::Subscribed { positions, .. } => state.rooms.advance(positions),
-                PushFrame::Positions(positions) => state.rooms.advance(positions),
-                PushFrame::Events(events) => state.rooms.deliver(events),
-                PushFrame::Sampled {
-                    stream_id,
-                    left_out,
-                } => state.rooms.sampled(&stream_id, left_out),
-                PushFrame::Likes {
-                    stream_id,
-                    delta,
-                    total,
-                } => state.rooms.likes(&stream_id, delta, total),
-            }
+            opened |= state.apply(frame);
         }
     }
     if opened {
-        state.rooms.session_closed(session);
+        Occurrence::FanoutDisconnected.emit(&state.metrics);
+    }
+}
+
+impl PushState {
+    /// Applies one frame of a batch; true for the session's hello.
+    fn apply(&self, frame: PushFrame) -> bool {
+        match frame {
+            PushFrame::Hello {
+                fanout_id,
+                partitions,
+            } => {
+                Occurrence::FanoutConnected {
+                    fanout_id: &fanout_id,
+                    partitions,
+                }
+                .emit(&self.metrics);
+                self.rooms.set_partitions(partitions);
+                return true;
+            }
+            PushFrame::Subscribed { positions, .. } => self.rooms.advance(positions),
+            PushFrame::Positions(positions) => self.rooms.advance(positions),
+            PushFrame::Events(events) => self.broadcast.deliver(events),
+            PushFrame::Sampled {
+                stream_id,
+                left_out,
+            } => self.broadcast.sampled(&stream_id, left_out),
+            PushFrame::Likes {
+                stream_id,
+                delta,
+                total,
+            } => self.broadcast.likes(&stream_id, delta, total),
+        }
+        false
     }
 }

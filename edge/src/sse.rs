@@ -4,31 +4,29 @@
 //! the edge's buffer, and a `gap` frame when the buffer no longer reaches back that far.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::broadcast::Receiver;
+use tokio_util::sync::CancellationToken;
 
+use crate::admission::{Refusal, Viewer};
+use crate::attendance::Transport;
 use crate::cursor;
-use crate::frames::{JoinPosition, ServerFrame, StreamFrame};
-use crate::viewer::ViewerState;
-use crate::watching::{admit, bad_request, hello, reconnect, Presence};
+use crate::frames::{JoinPosition, StreamFrame};
+use crate::occurrences::Occurrence;
+use crate::session::{Arrival, Next, Session};
+use crate::state::ViewerState;
 
 /// What an SSE response owns while it streams.
+#[derive(Debug)]
 struct Streaming {
-    state: ViewerState,
-    stream_id: String,
-    _presence: Presence,
-    cursor: Vec<JoinPosition>,
-    next: Receiver<Arc<StreamFrame>>,
+    session: Session,
+    shutdown: CancellationToken,
     /// Frames to send before waiting for new ones (hello, or what a reconnecting client missed).
     pending: Vec<Event>,
     /// When the connection's lifetime ends (or, once the edge drains, this client's moment to leave).
@@ -40,84 +38,42 @@ struct Streaming {
 
 pub async fn serve(
     State(state): State<ViewerState>,
-    Path(stream_id): Path<String>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    uri: axum::http::Uri,
     headers: HeaderMap,
+    viewer: Viewer,
 ) -> Response {
-    let admitted = match admit(&state, &stream_id, client.ip(), &headers, uri.query()) {
-        Ok(admitted) => admitted,
-        Err(refused) => return *refused,
-    };
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let resume_at = match last_event_id.map(cursor::decode) {
         Some(None) => {
-            return bad_request(
-                &state.metrics,
-                "bad_cursor",
-                "Last-Event-ID is not a cursor of this stream",
-            )
+            return Refusal::BadCursor("Last-Event-ID is not a cursor of this stream")
+                .respond(&state.metrics)
         }
         Some(Some(at)) => Some(at),
         None => None,
     };
-    let presence = Presence::enter(&state, admitted, &stream_id, "sse");
-    let ends_at = tokio::time::Instant::now() + state.config.connection_ttl();
-    let retry = Duration::from_millis(state.config.heartbeat_ms.min(5_000));
+    let arrival = Arrival::new(&state, viewer, Transport::Sse);
     let streaming = match resume_at {
         Some(at) => {
-            let resumed = state.rooms.resume(&presence.room, &at);
-            let mut streaming = Streaming {
-                stream_id: stream_id.clone(),
-                cursor: at,
-                next: resumed.next,
-                pending: Vec::new(),
-                _presence: presence,
-                state: state.clone(),
-                ends_at,
-                draining: false,
-                ending: false,
-            };
-            if resumed.gap {
-                state.metrics.gaps.inc();
-                let gap = ServerFrame::Gap {
-                    stream_id: &stream_id,
-                    missed_frames: 0,
-                    reason: "resumed_after_buffer",
-                };
-                streaming
-                    .pending
-                    .push(event(&gap.to_text(), &streaming.cursor));
+            let (session, missed) = arrival.resume(at, "resumed_after_buffer");
+            let mut streaming = Streaming::new(session);
+            if let Some(gap) = missed.gap {
+                streaming.push(&gap);
             }
-            for frame in resumed.frames {
+            for frame in missed.frames {
                 streaming.take(&frame);
             }
             streaming
         }
         None => {
-            let joined = state.rooms.join(&presence.room);
-            let text = hello(
-                &stream_id,
-                &state.edge_id,
-                &joined.join,
-                state.config.heartbeat_ms,
-                joined.likes_total,
-            );
-            state.metrics.joins.inc();
-            Streaming {
-                pending: vec![event(&text, &joined.join).retry(retry)],
-                stream_id,
-                cursor: joined.join,
-                next: joined.frames,
-                _presence: presence,
-                state,
-                ends_at,
-                draining: false,
-                ending: false,
-            }
+            let (session, hello) = arrival.join();
+            session.greeted();
+            let retry = Duration::from_millis(state.config.heartbeat_ms.min(5_000));
+            let mut streaming = Streaming::new(session);
+            let hello = event(&hello, streaming.session.position()).retry(retry);
+            streaming.pending.push(hello);
+            streaming
         }
     };
-    let heartbeat = Duration::from_millis(streaming.state.config.heartbeat_ms.max(1_000));
+    let heartbeat = Duration::from_millis(state.config.heartbeat_ms.max(1_000));
     Sse::new(frames(streaming))
         .keep_alive(KeepAlive::new().interval(heartbeat))
         .into_response()
@@ -130,17 +86,56 @@ fn event(text: &Utf8Bytes, cursor: &[JoinPosition]) -> Event {
 }
 
 impl Streaming {
-    /// Queues what `frame` holds for this client and moves its cursor past it.
-    fn take(&mut self, frame: &StreamFrame) {
-        let texts = frame.for_viewer(&self.stream_id, &self.cursor);
-        let delivered = frame.event_count(&self.cursor) as u64;
-        cursor::advance(&mut self.cursor, frame);
-        for text in texts {
-            self.state.metrics.frames_sent.inc();
-            self.state.metrics.bytes_sent.inc_by(text.len() as u64);
-            self.pending.push(event(&text, &self.cursor));
+    fn new(session: Session) -> Self {
+        let state = session.state();
+        Streaming {
+            shutdown: state.shutdown.clone(),
+            ends_at: tokio::time::Instant::now() + state.config.connection_ttl(),
+            session,
+            pending: Vec::new(),
+            draining: false,
+            ending: false,
         }
-        self.state.metrics.events_delivered.inc_by(delivered);
+    }
+
+    /// Queues a frame of the edge's own (not counted as sent), with the cursor as it stands.
+    fn push(&mut self, text: &Utf8Bytes) {
+        let event = event(text, self.session.position());
+        self.pending.push(event);
+    }
+
+    /// Queues what `frame` holds for this client, each with its cursor after the frame.
+    fn take(&mut self, frame: &StreamFrame) {
+        let taken = self.session.take(frame);
+        for text in taken.texts {
+            Occurrence::FrameSent { bytes: text.len() }.emit(&self.session.state().metrics);
+            self.push(&text);
+        }
+        self.session.delivered(taken.events);
+    }
+
+    /// Waits for what comes next: a frame, a gap, or the end of the connection's lifetime.
+    async fn wait(&mut self) -> Option<()> {
+        tokio::select! {
+            () = self.shutdown.cancelled(), if !self.draining => {
+                // Leave at a random moment of the drain window, or at the end of the lifetime if sooner.
+                self.draining = true;
+                let delay = self.session.state().config.drain_delay();
+                self.ends_at = self.ends_at.min(tokio::time::Instant::now() + delay);
+            }
+            () = tokio::time::sleep_until(self.ends_at) => {
+                let reason = if self.draining { "drain" } else { "ttl" };
+                let reconnect = self.session.reconnect(reason);
+                self.push(&reconnect);
+                self.ending = true;
+            }
+            next = self.session.next() => match next {
+                Next::Frame(frame) => self.take(&frame),
+                Next::Gap(gap) => self.push(&gap),
+                Next::Closed => return None,
+            },
+        }
+        Some(())
     }
 }
 
@@ -150,36 +145,7 @@ fn frames(streaming: Streaming) -> impl Stream<Item = Result<Event, Infallible>>
             return None;
         }
         while s.pending.is_empty() {
-            let frame = tokio::select! {
-                () = s.state.shutdown.cancelled(), if !s.draining => {
-                    // Leave at a random moment of the drain window, or at the end of the lifetime if sooner.
-                    s.draining = true;
-                    s.ends_at = s.ends_at.min(tokio::time::Instant::now() + s.state.config.drain_delay());
-                    continue;
-                }
-                () = tokio::time::sleep_until(s.ends_at) => {
-                    let reason = if s.draining { "drain" } else { "ttl" };
-                    let text = reconnect(&s.state, &s.stream_id, reason);
-                    s.pending.push(event(&text, &s.cursor));
-                    s.ending = true;
-                    break;
-                }
-                frame = s.next.recv() => frame,
-            };
-            match frame {
-                Ok(frame) => s.take(&frame),
-                Err(RecvError::Lagged(missed)) => {
-                    s.state.metrics.gaps.inc();
-                    let gap = ServerFrame::Gap {
-                        stream_id: &s.stream_id,
-                        missed_frames: missed,
-                        reason: "slow_viewer",
-                    };
-                    let gap = event(&gap.to_text(), &s.cursor);
-                    s.pending.push(gap);
-                }
-                Err(RecvError::Closed) => return None,
-            }
+            s.wait().await?;
         }
         let batch = std::mem::take(&mut s.pending);
         Some((stream::iter(batch.into_iter().map(Ok)), s))

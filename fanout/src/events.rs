@@ -1,21 +1,24 @@
 //! The consumer group over `events`: each event is routed to the edges with viewers of its stream, and its
 //! offset is stored for commit only after that hand-off (at-least-once; edges drop repeats by event_id).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use chorus_schemas::{Codec, StreamEvent};
+use chorus_schemas::{Codec, StreamEvent, TopicPartition};
 use chorus_service::{clock, KafkaArgs, Readiness};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientContext, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FanoutConfig;
+use crate::error::FanoutError;
+use crate::handoff::Pending;
 use crate::metrics::FanoutMetrics;
 use crate::router::Router;
-use crate::FanoutError;
 
 /// Rebalance callbacks: revoked partitions' positions are withdrawn, assignments counted.
 #[derive(Debug)]
@@ -23,7 +26,7 @@ pub struct EventsContext {
     router: Arc<Router>,
     metrics: FanoutMetrics,
     /// The current assignment, for the readiness check and the position queries in [`run`].
-    assigned: Mutex<Vec<(String, i32)>>,
+    assigned: Mutex<Vec<TopicPartition>>,
 }
 
 impl ClientContext for EventsContext {
@@ -34,10 +37,11 @@ impl ClientContext for EventsContext {
 
 impl ConsumerContext for EventsContext {
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let commits = &self.metrics.consumer.commits;
         match result {
-            Ok(()) => self.metrics.commits.with_label_values(&["ok"]).inc(),
+            Ok(()) => commits.with_label_values(&["ok"]).inc(),
             Err(error) => {
-                self.metrics.commits.with_label_values(&["error"]).inc();
+                commits.with_label_values(&["error"]).inc();
                 tracing::warn!(%error, offsets = offsets.count(), "offset commit failed");
             }
         }
@@ -46,23 +50,13 @@ impl ConsumerContext for EventsContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(partitions) => {
-                self.metrics.rebalances.with_label_values(&["assign"]).inc();
-                let list: Vec<(String, i32)> = partitions
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect();
+                let list = self.rebalanced("assign", partitions);
                 tracing::info!(partitions = ?list, "partitions assigned");
                 self.router.assign(&list);
                 *self.assigned.lock().unwrap_or_else(PoisonError::into_inner) = list;
             }
             Rebalance::Revoke(partitions) => {
-                self.metrics.rebalances.with_label_values(&["revoke"]).inc();
-                let revoked: Vec<(String, i32)> = partitions
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect();
+                let revoked = self.rebalanced("revoke", partitions);
                 self.router.revoke(&revoked);
                 tracing::info!(count = revoked.len(), "partitions revoked");
             }
@@ -71,50 +65,54 @@ impl ConsumerContext for EventsContext {
     }
 }
 
-pub type EventsConsumer = StreamConsumer<EventsContext>;
+impl EventsContext {
+    /// Counts a rebalance of `kind` (assign, revoke) and names the partitions it moves.
+    fn rebalanced(&self, kind: &str, partitions: &TopicPartitionList) -> Vec<TopicPartition> {
+        let rebalances = &self.metrics.consumer.rebalances;
+        rebalances.with_label_values(&[kind]).inc();
+        partitions
+            .elements()
+            .iter()
+            .map(|e| TopicPartition::new(e.topic(), e.partition()))
+            .collect()
+    }
 
-/// Offsets consumed but not yet written to every edge they were routed to, in routing order.
-#[derive(Debug, Default)]
-struct PendingOffsets {
-    queue: VecDeque<(u64, String, i32, i64)>,
+    /// The current assignment.
+    fn assigned(&self) -> Vec<TopicPartition> {
+        self.assigned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
-impl PendingOffsets {
-    fn push(&mut self, seq: u64, topic: &str, partition: i32, offset: i64) {
-        self.queue
-            .push_back((seq, topic.to_owned(), partition, offset));
-    }
+pub type EventsConsumer = StreamConsumer<EventsContext>;
 
-    /// Stores, for commit, the offset of every event handed off up to sequence number `done`.
-    fn store_handed_off(&mut self, consumer: &EventsConsumer, done: u64) {
-        while let Some((seq, topic, partition, offset)) = self.queue.front() {
-            if *seq > done {
-                break;
-            }
-            // librdkafka commits the stored offset + 1, the next one to read.
-            if let Err(error) = consumer.store_offset(topic, *partition, *offset) {
-                tracing::debug!(%error, "offset not stored (partition revoked?)");
-            }
-            self.queue.pop_front();
+/// Stores, for commit, the offset of every event handed off up to sequence number `done`.
+fn store_handed_off(consumer: &EventsConsumer, pending: &mut Pending, done: u64) {
+    for (at, offset) in pending.release(done) {
+        // librdkafka commits the stored offset + 1, the next one to read.
+        if let Err(error) = consumer.store_offset(&at.topic, at.partition, offset) {
+            tracing::debug!(%error, "offset not stored (partition revoked?)");
         }
     }
+}
 
-    /// Stores `next` as the offset to resume `topic`/`partition` from, for a partition nothing was read from
-    /// yet. Without it the group has no committed offset there, and a rebalance or restart would start at the
-    /// end as it is by then (`auto.offset.reset=latest`), skipping whatever arrived in between.
-    fn store_position(consumer: &EventsConsumer, topic: &str, partition: i32, next: i64) {
-        let mut list = TopicPartitionList::new();
-        let stored = list
-            .add_partition_offset(topic, partition, Offset::Offset(next))
-            .and_then(|()| consumer.store_offsets(&list));
-        if let Err(error) = stored {
-            tracing::debug!(%error, topic, partition, "start position not stored");
-        }
+/// Stores `next` as the offset to resume `at` from, for a partition nothing was read from yet. Without it the
+/// group has no committed offset there, and a rebalance or restart would start at the end as it is by then
+/// (`auto.offset.reset=latest`), skipping whatever arrived in between.
+fn store_position(consumer: &EventsConsumer, at: &TopicPartition, next: i64) {
+    let mut list = TopicPartitionList::new();
+    let stored = list
+        .add_partition_offset(&at.topic, at.partition, Offset::Offset(next))
+        .and_then(|()| consumer.store_offsets(&list));
+    if let Err(error) = stored {
+        tracing::debug!(%error, topic = %at.topic, partition = at.partition, "start position not stored");
     }
 }
 
 /// Bound of the one end-offset query per partition that had no event yet.
-const WATERMARK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub fn consumer(
     kafka: &KafkaArgs,
@@ -140,12 +138,26 @@ pub fn consumer(
 
 /// The local `events` and the mirrored `<region>.events` of every configured region.
 pub fn events_topics(kafka: &KafkaArgs, config: &FanoutConfig) -> Vec<String> {
-    let events = kafka.topics().events;
+    let topics = kafka.topics();
     let mirrored = config
         .mirrored_regions
         .iter()
-        .map(|region| format!("{region}.{events}"));
-    std::iter::once(events.clone()).chain(mirrored).collect()
+        .map(|region| topics.mirrored_events(region));
+    std::iter::once(topics.events.clone())
+        .chain(mirrored)
+        .collect()
+}
+
+/// Mirrored topics may not exist yet (their mirror not started): creates them as the mirror would.
+pub async fn ensure_mirrored_topics(
+    kafka: &KafkaArgs,
+    config: &FanoutConfig,
+    timeout: Duration,
+) -> Result<(), FanoutError> {
+    for topic in events_topics(kafka, config).iter().skip(1) {
+        kafka.ensure_topic(topic, kafka.partitions, timeout).await?;
+    }
+    Ok(())
 }
 
 /// Consumes until `shutdown`; sends position heartbeats between events. Fanout is ready once every assigned
@@ -161,7 +173,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), FanoutError> {
     let mut reached_end: HashSet<i32> = HashSet::new();
-    let mut pending = PendingOffsets::default();
+    let mut pending = Pending::default();
     let mut heartbeat = tokio::time::interval(config.heartbeat());
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -169,7 +181,7 @@ pub async fn run(
             () = shutdown.cancelled() => break,
             _ = heartbeat.tick() => {
                 router.heartbeat();
-                pending.store_handed_off(&consumer, router.handed_off());
+                store_handed_off(&consumer, &mut pending, router.handed_off());
                 continue;
             }
             message = consumer.recv() => message,
@@ -177,31 +189,7 @@ pub async fn run(
         let message = match message {
             Ok(message) => message,
             Err(KafkaError::PartitionEOF(partition)) => {
-                // End-of-partition events name the partition but not the topic, so both are handled per
-                // partition number across the assigned topics.
-                let assigned: Vec<(String, i32)> = consumer
-                    .context()
-                    .assigned
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone();
-                // Caught up: the end offset is where the pipeline stands, even for a partition no event passed
-                // through yet, so viewers joining now get a known join position.
-                for (topic, _) in assigned
-                    .iter()
-                    .filter(|(t, p)| *p == partition && !router.knows_position(t, *p))
-                {
-                    let query = || consumer.fetch_watermarks(topic, partition, WATERMARK_TIMEOUT);
-                    match tokio::task::block_in_place(query) {
-                        Ok((_, high)) => {
-                            router.seed_position(topic, partition, high);
-                            PendingOffsets::store_position(&consumer, topic, partition, high);
-                        }
-                        Err(error) => tracing::debug!(%error, partition, "no end offset"),
-                    }
-                }
-                let numbers: HashSet<i32> = assigned.iter().map(|(_, p)| *p).collect();
-                if reached_end.insert(partition) && numbers.is_subset(&reached_end) {
+                if caught_up(&consumer, &router, partition, &mut reached_end) {
                     readiness.satisfy("partitions");
                 }
                 continue;
@@ -211,40 +199,75 @@ pub async fn run(
                 continue;
             }
         };
-        metrics.events_consumed.inc();
-        let seq = match message.payload().map(|p| codec.decode(p)) {
-            Some(Ok(event)) => {
-                let _span =
-                    tracing::debug_span!("fanout.route", event_id = %event.event_id).entered();
-                let now = clock::now_ms();
-                let age_ms = now.saturating_sub(event.created_ms).max(0);
-                metrics
-                    .event_age
-                    .with_label_values(&[message.topic()])
-                    .observe(age_ms as f64 / 1000.0);
-                router.route(
-                    message.topic(),
-                    message.partition(),
-                    message.offset(),
-                    event,
-                    now,
-                )
-            }
-            Some(Err(error)) => {
-                metrics.events_undecodable.inc();
-                tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "skipping an undecodable event");
-                0
-            }
-            None => {
-                metrics.events_undecodable.inc();
-                0
-            }
-        };
+        metrics.consumer.events_consumed.inc();
+        let at = TopicPartition::new(message.topic(), message.partition());
+        let seq = route(&message, &at, &codec, &router, &metrics);
         // The offset is stored for commit only once the event was written to every edge it was routed to.
-        pending.push(seq, message.topic(), message.partition(), message.offset());
-        pending.store_handed_off(&consumer, router.handed_off());
+        pending.push(seq, at, message.offset());
+        store_handed_off(&consumer, &mut pending, router.handed_off());
     }
     // Leave the group now so the partitions move at once rather than after the session timeout.
     consumer.unsubscribe();
     Ok(())
+}
+
+/// Partition number `partition` was read to its end: the end offset is where the pipeline stands, even for a
+/// partition no event passed through yet, so viewers joining now get a known join position. True the first
+/// time every assigned partition has reached its end.
+fn caught_up(
+    consumer: &EventsConsumer,
+    router: &Router,
+    partition: i32,
+    reached_end: &mut HashSet<i32>,
+) -> bool {
+    // End-of-partition events name the partition but not the topic, so both are handled per partition
+    // number across the assigned topics.
+    let assigned = consumer.context().assigned();
+    for at in assigned
+        .iter()
+        .filter(|at| at.partition == partition && !router.knows_position(at))
+    {
+        let query = || consumer.fetch_watermarks(&at.topic, partition, WATERMARK_TIMEOUT);
+        match tokio::task::block_in_place(query) {
+            Ok((_, high)) => {
+                router.seed_position(at, high);
+                store_position(consumer, at, high);
+            }
+            Err(error) => tracing::debug!(%error, partition, "no end offset"),
+        }
+    }
+    let numbers: HashSet<i32> = assigned.iter().map(|at| at.partition).collect();
+    reached_end.insert(partition) && numbers.is_subset(reached_end)
+}
+
+/// Decodes and routes one event of `at`; returns its routing sequence number (0 for an undecodable one).
+fn route(
+    message: &BorrowedMessage<'_>,
+    at: &TopicPartition,
+    codec: &Codec<StreamEvent>,
+    router: &Router,
+    metrics: &FanoutMetrics,
+) -> u64 {
+    match message.payload().map(|p| codec.decode(p)) {
+        Some(Ok(event)) => {
+            let _span = tracing::debug_span!("fanout.route", event_id = %event.event_id).entered();
+            let now = clock::now_ms();
+            let age_ms = now.saturating_sub(event.created_ms).max(0);
+            metrics
+                .consumer
+                .event_age
+                .with_label_values(&[message.topic()])
+                .observe(age_ms as f64 / 1000.0);
+            router.route(at, message.offset(), event, now)
+        }
+        Some(Err(error)) => {
+            metrics.consumer.events_undecodable.inc();
+            tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "skipping an undecodable event");
+            0
+        }
+        None => {
+            metrics.consumer.events_undecodable.inc();
+            0
+        }
+    }
 }

@@ -8,18 +8,34 @@
 //!            Kafka `subscriptions`, `edges` --^
 //! ```
 //!
-//! - [`events`]: the group consumer (offsets stored only after hand-off); [`table_reader`]: the tables' reader;
-//! - [`tables`]: last value per key; [`router`]: routing, confirmations, positions; [`link`]: one edge link;
-//! - [`budget`]: the comment budget of hot streams; [`likes`]: exact like counts; [`like_totals`]: the likes tick (announce, checkpoint to `like-totals`);
-//! - [`config`], [`metrics`].
+//! Where things live (no module imports one that imports it back):
+//!
+//! - I/O tasks: [`events`] the group consumer over `events` (offsets stored only after hand-off);
+//!   [`table_reader`] the reader of the compacted tables, which starts the links new leases need;
+//!   [`link`] one edge link's task, which asks its [`link::LinkOwner`] (the router) for its opening frames;
+//!   [`like_totals`] the likes tick (announce, checkpoint to `like-totals`).
+//! - [`router`]: the routing state under one lock (routing, subscriptions, leases, heartbeats, the likes
+//!   tick); it decides and queues frames, and never spawns. Its pure parts, each unit-tested:
+//!   [`edges`] the lease lifecycle of edges, lapsed ones included, over [`tables`] (last value per key) and
+//!   [`links`] (the queue to each edge); [`recent`] the recent-event buffer, gap fill and refill;
+//!   [`positions`] where owned partitions stand; [`handoff`] when an offset may be committed (sequence
+//!   numbers, link progress, pending offsets); [`budget`] the comment budget of hot streams; [`likes`] exact
+//!   like counts.
+//! - [`config`], [`metrics`], [`FanoutError`].
 
 pub mod budget;
 pub mod config;
+pub mod edges;
+mod error;
 pub mod events;
+pub mod handoff;
 pub mod like_totals;
 pub mod likes;
 pub mod link;
+pub mod links;
 pub mod metrics;
+pub mod positions;
+pub mod recent;
 pub mod router;
 pub mod table_reader;
 pub mod tables;
@@ -27,36 +43,20 @@ pub mod tables;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chorus_schemas::CodecError;
 use chorus_service::{KafkaArgs, Readiness};
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::FanoutConfig;
+pub use error::FanoutError;
 
+use crate::link::Connector;
 use crate::metrics::FanoutMetrics;
 use crate::router::Router;
 
-#[derive(Debug, thiserror::Error)]
-pub enum FanoutError {
-    #[error("kafka consumer error: {0}")]
-    Consumer(#[source] rdkafka::error::KafkaError),
-    #[error("topic {0} does not exist")]
-    MissingTopic(String),
-    #[error("cannot set up topics: {0}")]
-    Setup(#[from] chorus_service::KafkaSetupError),
-    #[error(transparent)]
-    Schema(#[from] CodecError),
-    #[error(transparent)]
-    Registry(#[from] chorus_service::registry::RegistryError),
-    #[error("cannot register metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error("server error: {0}")]
-    Serve(#[from] std::io::Error),
-    #[error("a fanout task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
-}
+/// Bound of each topic check or creation at start.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs one fanout instance until `shutdown` is cancelled.
 pub async fn run(
@@ -74,13 +74,8 @@ pub async fn run(
         readiness.clone(),
         shutdown.clone(),
     ));
-    kafka.ensure_topics(Duration::from_secs(10)).await?;
-    // Mirrored topics may not exist yet (their mirror not started): create them as the mirror would.
-    for topic in events::events_topics(&kafka, &config).iter().skip(1) {
-        kafka
-            .ensure_topic(topic, kafka.partitions, Duration::from_secs(10))
-            .await?;
-    }
+    kafka.ensure_topics(SETUP_TIMEOUT).await?;
+    events::ensure_mirrored_topics(&kafka, &config, SETUP_TIMEOUT).await?;
     let fanout_id = config
         .fanout_id
         .clone()
@@ -91,14 +86,17 @@ pub async fn run(
         kafka.partitions,
         config.clone(),
         metrics.clone(),
-        shutdown.clone(),
     ));
-    let (tables_consumer, table_partitions) = table_reader::consumer(&kafka, &fanout_id)?;
-    let tables = tokio::spawn(table_reader::run(
-        tables_consumer,
-        table_partitions,
-        kafka.topics(),
+    let connector = Connector::new(
         router.clone(),
+        config.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    );
+    let tables = tokio::spawn(table_reader::run(
+        table_reader::TableReader::new(&kafka, &fanout_id)?,
+        router.clone(),
+        connector,
         metrics.clone(),
         readiness.clone(),
         shutdown.clone(),

@@ -12,9 +12,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FanoutConfig;
+use crate::error::FanoutError;
+use crate::likes::Tick;
 use crate::metrics::FanoutMetrics;
 use crate::router::Router;
-use crate::FanoutError;
 
 /// How long one checkpoint write may take before it is retried at a later tick.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,8 +31,13 @@ pub async fn run(
         .producer_config(WRITE_TIMEOUT, 100_000)
         .create_with_context(ChorusContext)
         .map_err(FanoutError::Consumer)?;
-    let codec = Codec::<LikeTotal>::like_total()?;
-    let topic = kafka.topics().like_totals;
+    let writer = Writer {
+        producer,
+        codec: Codec::<LikeTotal>::like_total()?,
+        topic: kafka.topics().like_totals,
+        router: &router,
+        metrics: &metrics,
+    };
     let mut tick = tokio::time::interval(config.likes_tick());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -49,9 +55,25 @@ pub async fn run(
             barriers = work.barriers.len()
         );
         let _entered = span.enter();
+        writer.write(&work).await;
+    }
+}
+
+/// Writes a tick's barriers and checkpoints to `like-totals` and reports each outcome to the like counts.
+struct Writer<'r> {
+    producer: FutureProducer<ChorusContext>,
+    codec: Codec<LikeTotal>,
+    topic: String,
+    router: &'r Router,
+    metrics: &'r FanoutMetrics,
+}
+
+impl Writer<'_> {
+    async fn write(&self, work: &Tick) {
+        let (topic, producer) = (&self.topic, &self.producer);
         let barriers = work.barriers.iter().map(|(partition, key)| {
             // A tombstone: compaction removes it once read.
-            let record = FutureRecord::<str, [u8]>::to(&topic)
+            let record = FutureRecord::<str, [u8]>::to(topic)
                 .partition(*partition)
                 .key(key.as_str());
             producer.send(record, WRITE_TIMEOUT)
@@ -59,9 +81,8 @@ pub async fn run(
         let encoded: Vec<_> = work
             .checkpoints
             .iter()
-            .map(|(partition, record)| (partition, record, codec.encode(record)))
+            .map(|(partition, record)| (partition, record, self.codec.encode(record)))
             .collect();
-        let (topic, producer) = (&topic, &producer);
         let checkpoints = encoded.iter().filter_map(|(partition, record, payload)| {
             let payload = payload.as_ref().ok()?;
             let key = LikeTotal::key(&record.stream_id, &record.topic);
@@ -78,7 +99,7 @@ pub async fn run(
         for ((partition, _), result) in work.barriers.iter().zip(barriers) {
             if let Err((error, _)) = result {
                 tracing::warn!(%error, partition, "like-totals barrier not written; retrying");
-                router.like_barrier_failed(*partition);
+                self.router.with_likes(|l| l.barrier_failed(*partition));
             }
         }
         let mut results = checkpoints.into_iter();
@@ -97,11 +118,14 @@ pub async fn run(
                     false
                 }
             };
-            metrics
+            self.metrics
+                .tables
                 .like_checkpoints
                 .with_label_values(&[if acknowledged { "ok" } else { "error" }])
                 .inc();
-            router.like_total_written(record, acknowledged);
+            let (stream, events) = (&record.stream_id, &record.topic);
+            self.router
+                .with_likes(|l| l.written(stream, events, acknowledged));
         }
     }
 }

@@ -167,7 +167,7 @@ impl Likes {
                 continue;
             }
             self.next_barrier += 1;
-            let key = format!("\0barrier:{owner}:{}:{partition}", self.next_barrier);
+            let key = LikeTotal::barrier_key(owner, self.next_barrier, partition);
             self.barriers.insert(partition, (key, false));
         }
     }

@@ -1,21 +1,36 @@
 //! One persistent connection from this fanout instance to one edge. Frames queued for the edge are written
-//! in batches: everything queued (up to a bound) goes out as one binary message.
+//! in batches: everything queued (up to a bound) goes out as one binary message. The task knows nothing of
+//! the router: what it asks of whoever keeps the links is the [`LinkOwner`] trait.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chorus_schemas::wire::PushBatch;
+use chorus_schemas::wire::{PushBatch, PushFrame};
 use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FanoutConfig;
+use crate::handoff::LinkProgress;
 use crate::metrics::FanoutMetrics;
-use crate::router::{LinkProgress, Queued, Router};
 
 /// A write to an edge that takes longer than this means the edge is stuck: reconnect.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// First wait after a failed attempt; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A frame on its way to one edge, with the routing sequence number it was queued at.
+#[derive(Debug)]
+pub struct Queued {
+    pub seq: u64,
+    pub frame: PushFrame,
+}
 
 /// What one link task owns: the edge, its address, its queue and where it reports progress.
 #[derive(Debug)]
@@ -26,104 +41,80 @@ pub struct Link {
     pub progress: Arc<LinkProgress>,
 }
 
-#[tracing::instrument(name = "fanout.link", skip_all, fields(edge = %link.edge))]
-pub async fn run(
-    router: Arc<Router>,
-    link: Link,
+/// What a link asks of whoever keeps the links (the router).
+pub trait LinkOwner: std::fmt::Debug + Send + Sync {
+    /// What a (re)connected link sends first.
+    fn opening_frames(&self, edge: &str) -> Vec<PushFrame>;
+    /// Whether `edge` still has a link to `url`: the task stops when it has not.
+    fn wants(&self, edge: &str, url: &str) -> bool;
+}
+
+/// Starts link tasks; everything a link needs besides its own [`Link`].
+#[derive(Debug, Clone)]
+pub struct Connector {
+    owner: Arc<dyn LinkOwner>,
     config: FanoutConfig,
     metrics: FanoutMetrics,
     shutdown: CancellationToken,
-) {
+}
+
+impl Connector {
+    pub fn new(
+        owner: Arc<dyn LinkOwner>,
+        config: FanoutConfig,
+        metrics: FanoutMetrics,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Connector {
+            owner,
+            config,
+            metrics,
+            shutdown,
+        }
+    }
+
+    /// Runs `link` in its own task until the owner drops it or fanout shuts down.
+    pub fn spawn(&self, link: Link) {
+        tokio::spawn(run(self.clone(), link));
+    }
+}
+
+#[tracing::instrument(name = "fanout.link", skip_all, fields(edge = %link.edge))]
+async fn run(connector: Connector, link: Link) {
+    let Connector {
+        owner,
+        config,
+        metrics,
+        shutdown,
+    } = connector;
     let Link {
         edge,
         url,
         mut frames,
         progress,
     } = link;
-    let mut backoff = Duration::from_millis(50);
-    while !shutdown.is_cancelled() && router.has_link(&edge, &url) {
-        let attempt = tokio::time::timeout(
-            config.connect_timeout(),
-            tokio_tungstenite::connect_async(url.as_str()),
-        )
-        .await;
-        let mut socket = match attempt {
-            Ok(Ok((socket, _))) => socket,
-            Ok(Err(error)) => {
-                metrics.link_connects.with_label_values(&["error"]).inc();
-                tracing::debug!(%error, "cannot connect to edge");
-                if !pause(&shutdown, &mut backoff).await {
-                    return;
-                }
-                continue;
+    let mut backoff = FIRST_BACKOFF;
+    while !shutdown.is_cancelled() && owner.wants(&edge, &url) {
+        let Some(mut socket) = dial(&url, &config, &metrics).await else {
+            if !pause(&shutdown, &mut backoff).await {
+                return;
             }
-            Err(_) => {
-                metrics.link_connects.with_label_values(&["timeout"]).inc();
-                if !pause(&shutdown, &mut backoff).await {
-                    return;
-                }
-                continue;
-            }
+            continue;
         };
-        metrics.link_connects.with_label_values(&["ok"]).inc();
-        metrics.links_connected.inc();
-        backoff = Duration::from_millis(50);
+        metrics.edges.link_connects.with_label_values(&["ok"]).inc();
+        metrics.edges.links_connected.inc();
+        backoff = FIRST_BACKOFF;
         tracing::info!(%url, "connected to edge");
-        let mut batch = router.opening_frames(&edge);
-        let mut batch_seq = 0;
-        let ended = loop {
-            if !batch.is_empty() {
-                let bytes = match (PushBatch {
-                    frames: std::mem::take(&mut batch),
-                })
-                .encode()
-                {
-                    Ok(bytes) => bytes,
-                    Err(error) => {
-                        tracing::error!(%error, "cannot encode a push batch");
-                        continue;
-                    }
-                };
-                let len = bytes.len() as u64;
-                match tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::binary(bytes))).await
-                {
-                    Ok(Ok(())) => {
-                        metrics.push_batches.inc();
-                        metrics.push_bytes.inc_by(len);
-                        // Written to the edge's socket: the events' offsets may now be committed.
-                        progress.written(batch_seq);
-                    }
-                    Ok(Err(error)) => break Some(error.to_string()),
-                    Err(_) => break Some("write timed out".to_owned()),
-                }
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => break None,
-                queued = frames.recv() => match queued {
-                    Some(queued) => {
-                        batch_seq = queued.seq;
-                        batch.push(queued.frame);
-                        while batch.len() < config.max_batch_frames {
-                            match frames.try_recv() {
-                                Ok(queued) => {
-                                    batch_seq = queued.seq;
-                                    batch.push(queued.frame);
-                                }
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    // The router dropped this link (edge gone or expired).
-                    None => break None,
-                },
-                inbound = socket.next() => match inbound {
-                    Some(Ok(Message::Close(_))) | None => break Some("closed by edge".to_owned()),
-                    Some(Err(error)) => break Some(error.to_string()),
-                    Some(Ok(_)) => {}
-                },
-            }
+        let opening = owner.opening_frames(&edge);
+        let session = Session {
+            socket: &mut socket,
+            frames: &mut frames,
+            progress: &progress,
+            config: &config,
+            metrics: &metrics,
         };
-        metrics.links_connected.dec();
+        let ended = session.serve(opening, &shutdown).await;
+        metrics.edges.links_connected.dec();
         match ended {
             None => {
                 let _ = socket.close(None).await;
@@ -139,12 +130,123 @@ pub async fn run(
     }
 }
 
-/// Waits the backoff (doubling it, up to 2 s); false when shutting down.
+/// One connection attempt, counted by outcome unless it succeeds (the caller counts that).
+async fn dial(url: &str, config: &FanoutConfig, metrics: &FanoutMetrics) -> Option<Socket> {
+    let attempt = tokio::time::timeout(
+        config.connect_timeout(),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await;
+    match attempt {
+        Ok(Ok((socket, _))) => Some(socket),
+        Ok(Err(error)) => {
+            metrics
+                .edges
+                .link_connects
+                .with_label_values(&["error"])
+                .inc();
+            tracing::debug!(%error, "cannot connect to edge");
+            None
+        }
+        Err(_) => {
+            metrics
+                .edges
+                .link_connects
+                .with_label_values(&["timeout"])
+                .inc();
+            None
+        }
+    }
+}
+
+/// One connection to the edge, from its opening frames until it is lost or the link is dropped.
+struct Session<'s> {
+    socket: &'s mut Socket,
+    frames: &'s mut mpsc::Receiver<Queued>,
+    progress: &'s LinkProgress,
+    config: &'s FanoutConfig,
+    metrics: &'s FanoutMetrics,
+}
+
+impl Session<'_> {
+    /// Writes batches until the connection is lost (`Some(reason)`) or the link ends (`None`: the owner
+    /// dropped it, or fanout shuts down).
+    async fn serve(
+        mut self,
+        opening: Vec<PushFrame>,
+        shutdown: &CancellationToken,
+    ) -> Option<String> {
+        let mut batch = opening;
+        let mut batch_seq = 0;
+        loop {
+            if !batch.is_empty() {
+                if let Err(reason) = self.write(std::mem::take(&mut batch), batch_seq).await {
+                    return Some(reason);
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                queued = self.frames.recv() => match queued {
+                    Some(first) => batch_seq = self.collect(first, &mut batch),
+                    // The router dropped this link (edge gone or expired).
+                    None => return None,
+                },
+                inbound = self.socket.next() => match inbound {
+                    Some(Ok(Message::Close(_))) | None => return Some("closed by edge".to_owned()),
+                    Some(Err(error)) => return Some(error.to_string()),
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+    }
+
+    /// Adds `first` and whatever else is queued (up to the batch bound) to `batch`; returns the last seq.
+    fn collect(&mut self, first: Queued, batch: &mut Vec<PushFrame>) -> u64 {
+        let mut seq = first.seq;
+        batch.push(first.frame);
+        while batch.len() < self.config.max_batch_frames {
+            match self.frames.try_recv() {
+                Ok(queued) => {
+                    seq = queued.seq;
+                    batch.push(queued.frame);
+                }
+                Err(_) => break,
+            }
+        }
+        seq
+    }
+
+    /// Writes one batch; once it is on the edge's socket, everything up to `seq` is handed off. A batch that
+    /// cannot be encoded is dropped (logged), and the link goes on.
+    async fn write(&mut self, frames: Vec<PushFrame>, seq: u64) -> Result<(), String> {
+        let bytes = match (PushBatch { frames }).encode() {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::error!(%error, "cannot encode a push batch");
+                return Ok(());
+            }
+        };
+        let len = bytes.len() as u64;
+        match tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(Message::binary(bytes))).await {
+            Ok(Ok(())) => {
+                self.metrics.edges.push_batches.inc();
+                self.metrics.edges.push_bytes.inc_by(len);
+                // Written to the edge's socket: the events' offsets may now be committed.
+                self.progress.written(seq);
+                Ok(())
+            }
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("write timed out".to_owned()),
+        }
+    }
+}
+
+/// Waits the backoff (doubling it, up to [`MAX_BACKOFF`]); false when shutting down.
 async fn pause(shutdown: &CancellationToken, backoff: &mut Duration) -> bool {
     tokio::select! {
         () = shutdown.cancelled() => return false,
         () = tokio::time::sleep(*backoff) => {}
     }
-    *backoff = (*backoff * 2).min(Duration::from_secs(2));
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
     true
 }

@@ -9,6 +9,8 @@
 //!   it gave ([`IdempotencyCache`]): a retry within the window gets the same `202` body (event id, partition,
 //!   offset) and writes nothing. Concurrent retries of one key wait for the first to finish instead of
 //!   producing themselves.
+//!
+//! The key's syntax is a field rule (`validate::idempotency_key`); the header is read by the HTTP layer.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
@@ -19,25 +21,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use crate::problem::ApiError;
-use crate::routes::Accepted;
-
-pub const HEADER: &str = "idempotency-key";
-pub const MAX_KEY_LEN: usize = 128;
-
 /// The namespace of Chorus's derived event ids.
 const NAMESPACE: Uuid = Uuid::from_u128(0x6d1c_1f0e_3c52_4a8e_9a4b_2f0d_7c3e_51a7);
 
-/// The `Idempotency-Key` header, if sent: 1 to 128 visible ASCII characters.
-pub fn key(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(value) = headers.get(HEADER) else {
-        return Ok(None);
-    };
-    let valid = value.to_str().ok().filter(|k| {
-        !k.is_empty() && k.len() <= MAX_KEY_LEN && k.bytes().all(|b| b.is_ascii_graphic())
-    });
-    valid.map(Some).ok_or(ApiError::BadIdempotencyKey)
-}
+/// A key used within the window for a request with another fingerprint: refused, never replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this Idempotency-Key was already used for a different request")]
+pub struct KeyReused;
 
 /// The event id of a keyed request: the same for every retry of it.
 pub fn event_id(user_id: &str, stream_id: &str, key: &str) -> Uuid {
@@ -54,30 +44,30 @@ pub fn fingerprint(kind: chorus_schemas::EventKind, text: Option<&str>) -> u64 {
     hasher.finish()
 }
 
-/// The answer to one key: empty while the first request is being written.
-pub type Slot = Arc<OnceCell<Accepted>>;
+/// The answer to one key: empty while the first request is being written. Generic over the answer so that
+/// this cache knows nothing of what a post is answered with.
+pub type Slot<T> = Arc<OnceCell<T>>;
 
-struct Entry {
+struct Entry<T> {
     inserted: Instant,
     fingerprint: u64,
-    slot: Slot,
+    slot: Slot<T>,
 }
 
 /// Recent keys (by derived event id) and their answers: bounded in count and age.
-pub struct IdempotencyCache {
-    inner: Mutex<Inner>,
+pub struct IdempotencyCache<T> {
+    inner: Mutex<Inner<T>>,
     capacity: usize,
     window: Duration,
 }
 
-#[derive(Default)]
-struct Inner {
-    entries: HashMap<Uuid, Entry>,
+struct Inner<T> {
+    entries: HashMap<Uuid, Entry<T>>,
     /// Insertion order, oldest first; an id whose entry was replaced appears again with its new time.
     order: VecDeque<(Uuid, Instant)>,
 }
 
-impl std::fmt::Debug for IdempotencyCache {
+impl<T> std::fmt::Debug for IdempotencyCache<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdempotencyCache")
             .field("capacity", &self.capacity)
@@ -86,10 +76,13 @@ impl std::fmt::Debug for IdempotencyCache {
     }
 }
 
-impl IdempotencyCache {
+impl<T> IdempotencyCache<T> {
     pub fn new(capacity: usize, window: Duration) -> Self {
         IdempotencyCache {
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                entries: HashMap::new(),
+                order: VecDeque::new(),
+            }),
             capacity: capacity.max(1),
             window,
         }
@@ -97,14 +90,14 @@ impl IdempotencyCache {
 
     /// The slot of `id`: the one a previous request made within the window, or a new empty one.
     /// `Err` when `id` was used within the window for a request with another fingerprint.
-    pub fn slot(&self, id: Uuid, fingerprint: u64) -> Result<Slot, ApiError> {
+    pub fn slot(&self, id: Uuid, fingerprint: u64) -> Result<Slot<T>, KeyReused> {
         let now = Instant::now();
         // Never held across an await: every operation below is in memory.
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner.expire(now, self.window, self.capacity);
         if let Some(entry) = inner.entries.get(&id) {
             if entry.fingerprint != fingerprint {
-                return Err(ApiError::IdempotencyKeyReused);
+                return Err(KeyReused);
             }
             return Ok(entry.slot.clone());
         }
@@ -131,7 +124,7 @@ impl IdempotencyCache {
     }
 }
 
-impl Inner {
+impl<T> Inner<T> {
     /// Drops entries older than `window`, then the oldest until one more fits in `capacity`.
     fn expire(&mut self, now: Instant, window: Duration, capacity: usize) {
         while let Some(&(id, inserted)) = self.order.front() {
@@ -154,19 +147,6 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::{HeaderMap, HeaderValue};
-
-    #[test]
-    fn keys_are_visible_ascii_up_to_128() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(key(&headers).ok(), Some(None));
-        headers.insert(HEADER, HeaderValue::from_static("retry-1"));
-        assert_eq!(key(&headers).ok(), Some(Some("retry-1")));
-        for bad in ["", "a b", &"k".repeat(129)] {
-            headers.insert(HEADER, HeaderValue::from_str(bad).expect("header"));
-            assert!(key(&headers).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn ids_depend_on_user_stream_and_key() {
@@ -179,14 +159,11 @@ mod tests {
 
     #[test]
     fn the_cache_is_bounded_and_refuses_a_reused_key() {
-        let cache = IdempotencyCache::new(2, Duration::from_secs(60));
+        let cache = IdempotencyCache::<u8>::new(2, Duration::from_secs(60));
         let [a, b, c] = [1u128, 2, 3].map(Uuid::from_u128);
         let first = cache.slot(a, 7).expect("slot");
         assert!(Arc::ptr_eq(&first, &cache.slot(a, 7).expect("slot")));
-        assert!(matches!(
-            cache.slot(a, 8),
-            Err(ApiError::IdempotencyKeyReused)
-        ));
+        assert!(matches!(cache.slot(a, 8), Err(KeyReused)));
         cache.slot(b, 7).expect("slot");
         cache.slot(c, 7).expect("slot");
         assert_eq!(cache.len(), 2, "the oldest went");
@@ -195,7 +172,7 @@ mod tests {
 
     #[test]
     fn entries_expire() {
-        let cache = IdempotencyCache::new(10, Duration::ZERO);
+        let cache = IdempotencyCache::<u8>::new(10, Duration::ZERO);
         let id = Uuid::from_u128(1);
         let first = cache.slot(id, 1).expect("slot");
         assert!(!Arc::ptr_eq(&first, &cache.slot(id, 1).expect("slot")));

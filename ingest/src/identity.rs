@@ -5,7 +5,8 @@
 //! - `--auth trusted-header`: the gateway in front of ingest has authenticated the user and says who it is in
 //!   `--user-header` (default `x-user-id`) and, optionally, the role in `--role-header` (default `x-user-role`).
 //!
-//! The role is recorded in every event ([`chorus_schemas::StreamEvent::role`]).
+//! The role is recorded in every event ([`chorus_schemas::StreamEvent::role`]). This module reads the request's
+//! headers (which header carries the identity is part of how it is verified) and hands the domain a [`Caller`].
 
 use axum::http::HeaderMap;
 use chorus_schemas::UserRole;
@@ -13,15 +14,9 @@ use chorus_service::auth::{parse_role, AuthFailure, AuthSetupError, TokenVerifie
 use chorus_service::AuthMode;
 
 use crate::config::IngestConfig;
+use crate::post::Caller;
 use crate::problem::ApiError;
 use crate::validate;
-
-/// The authenticated caller of one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub user_id: String,
-    pub role: UserRole,
-}
 
 #[derive(Debug)]
 pub enum Authenticator {

@@ -6,50 +6,50 @@
 //! client --HTTP--> [ingest] --produce--> Kafka `events` --> fanout --> edge --> viewers
 //! ```
 //!
-//! - [`config`]: options; [`routes`]: the handlers; [`validate`]: field rules; [`problem`]: RFC 9457 errors;
-//!   [`producer`]: the Kafka side; [`metrics`]: what is counted.
+//! The domain, without HTTP types:
+//! - [`post`]: accepting a post ([`post::Ingest::accept`]): limits, idempotency, the write to Kafka, and the
+//!   answer (where the event is stored, or that it is a replay).
+//! - [`validate`]: field rules; [`limits`]: rate limits per address, user and stream; [`idempotency`]: safe
+//!   retries with `Idempotency-Key` (derived event ids, the cache of recent answers); [`producer`]: the Kafka
+//!   side; [`metrics`]: what is counted, and each occurrence counted and logged in one place.
+//!
+//! The HTTP layer, which turns requests into posts and answers into responses:
+//! - [`routes`]: the router and the handlers; [`extract`]: the extractors (stream id, caller and key shared by
+//!   both post routes; the two bodies); [`middleware`]: the per-address limit and request metrics;
+//!   [`state`]: what every request shares.
 //! - [`identity`]: who is posting (a verified bearer token, or a trusted gateway's header) and their role;
-//!   [`limits`]: rate limits per address, user and stream; [`idempotency`]: safe retries with
-//!   `Idempotency-Key`.
+//!   [`problem`]: every refusal and the RFC 9457 problem document it is answered with.
+//!
+//! And [`config`]: options; [`error`]: why ingest cannot start or serve.
 
 pub mod config;
+pub mod error;
+pub mod extract;
 pub mod idempotency;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
+pub mod middleware;
+pub mod post;
 pub mod problem;
 pub mod producer;
 pub mod routes;
+pub mod state;
 pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chorus_schemas::CodecError;
 use chorus_service::{KafkaArgs, Readiness};
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::IngestConfig;
+pub use error::IngestError;
 pub use routes::app;
-
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    #[error("cannot create the Kafka producer: {0}")]
-    Producer(#[source] rdkafka::error::KafkaError),
-    #[error(transparent)]
-    Schema(#[from] CodecError),
-    #[error(transparent)]
-    Registry(#[from] chorus_service::registry::RegistryError),
-    #[error(transparent)]
-    Auth(#[from] chorus_service::auth::AuthSetupError),
-    #[error("cannot register metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error("server error: {0}")]
-    Serve(#[from] std::io::Error),
-}
+use state::AppState;
 
 /// Runs ingest on `listener` (public API) and `admin` (metrics, health) until `shutdown` is cancelled.
 pub async fn run(
@@ -62,7 +62,7 @@ pub async fn run(
     let registry = Registry::new();
     let readiness = Readiness::waiting_for(&["topics"]);
     let codec = kafka.stream_event_codec().await?;
-    let state = Arc::new(routes::AppState::new(&config, &kafka, codec, &registry)?);
+    let state = Arc::new(AppState::new(&config, &kafka, codec, &registry)?);
     tokio::spawn(ensure_topics_until_done(
         kafka.clone(),
         readiness.clone(),
@@ -80,7 +80,7 @@ pub async fn run(
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
-    state.producer.flush(Duration::from_secs(5));
+    state.ingest.flush(Duration::from_secs(5));
     shutdown.cancel();
     match admin_task.await {
         Ok(result) => result?,
@@ -90,7 +90,7 @@ pub async fn run(
 }
 
 /// Every second samples the producer queue; every ten forgets rate-limit keys that are idle again.
-async fn keep_house(state: Arc<routes::AppState>, shutdown: CancellationToken) {
+async fn keep_house(state: Arc<AppState>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for round in 0u64.. {
@@ -98,11 +98,9 @@ async fn keep_house(state: Arc<routes::AppState>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        state.record_queue_depth();
+        state.ingest.record_queue_depth();
         if round % 10 == 9 {
-            state.limits.forget_idle();
-            let keys = i64::try_from(state.limits.tracked_keys()).unwrap_or(i64::MAX);
-            state.metrics.rate_limit_keys.set(keys);
+            state.ingest.forget_idle_limits();
         }
     }
 }

@@ -57,6 +57,20 @@ pub struct Refused {
     pub retry_after: Duration,
 }
 
+/// The problem document's `detail` of a 429.
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}; retry after {} s",
+            self.limit.describe(),
+            self.retry_after_s()
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
 impl Refused {
     /// Whole seconds for `Retry-After`, rounded up, at least 1.
     pub fn retry_after_s(&self) -> u64 {
@@ -171,7 +185,7 @@ mod tests {
     use super::*;
 
     fn args(enabled: bool) -> LimitArgs {
-        chorus_service::parse_args::<crate::IngestConfig>(&[
+        chorus_service::parse_args::<crate::config::IngestConfig>(&[
             "--rate-limits",
             if enabled { "on" } else { "off" },
             "--user-rate=1",

@@ -1,12 +1,12 @@
-//! Every error a client can get, as an RFC 9457 problem document (`application/problem+json`).
-//! Internal detail is logged where it happens, never sent.
+//! Every error a client can get from ingest, and the problem document ([`Problem`], RFC 9457) each one is
+//! answered with. Internal detail is logged where it happens, never sent.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chorus_service::AuthFailure;
-use serde::Serialize;
+use chorus_service::{AuthFailure, Challenge, Problem};
 
 use crate::limits::Refused;
+use crate::post::PostError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -26,31 +26,20 @@ pub enum ApiError {
     Token(AuthFailure),
     #[error("{0}")]
     Forbidden(String),
-    #[error("{}; retry after {} s", .0.limit.describe(), .0.retry_after_s())]
-    RateLimited(Refused),
+    /// Over the per-address limit (the per-user and per-stream limits are a [`PostError`]).
+    #[error(transparent)]
+    RateLimited(#[from] Refused),
     #[error("the Idempotency-Key header must be 1 to 128 visible ASCII characters")]
     BadIdempotencyKey,
-    #[error("this Idempotency-Key was already used for a different request")]
-    IdempotencyKeyReused,
-    #[error("the event could not be stored; retry after {retry_after_s} s")]
-    Unavailable { retry_after_s: u64 },
+    #[error(transparent)]
+    Post(#[from] PostError),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    title: &'a str,
-    status: u16,
-    detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-    /// Which rate limit a 429 is about: `address`, `user_comments`, `user_likes` or `stream`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    limit: Option<&'a str>,
-}
+/// The header a problem about `Idempotency-Key` points at.
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 impl ApiError {
+    /// Status, problem type and title.
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             ApiError::BadStreamId(_) => (
@@ -78,19 +67,14 @@ impl ApiError {
                 "invalid-field",
                 "Invalid field",
             ),
-            ApiError::Unauthenticated { .. } => (
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "Unauthenticated",
-            ),
-            ApiError::Token(AuthFailure::Missing) => (
+            ApiError::Unauthenticated { .. } | ApiError::Token(AuthFailure::Missing) => (
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
                 "Unauthenticated",
             ),
             ApiError::Token(_) => (StatusCode::UNAUTHORIZED, "invalid-token", "Invalid token"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
-            ApiError::RateLimited(_) => (
+            ApiError::RateLimited(_) | ApiError::Post(PostError::RateLimited(_)) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
                 "Too many requests",
@@ -100,73 +84,127 @@ impl ApiError {
                 "bad-idempotency-key",
                 "Invalid Idempotency-Key",
             ),
-            ApiError::IdempotencyKeyReused => (
+            ApiError::Post(PostError::IdempotencyKeyReused(_)) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",
                 "Idempotency-Key reused",
             ),
-            ApiError::Unavailable { .. } => (
+            ApiError::Post(PostError::Unavailable { .. }) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Temporarily unavailable",
             ),
         }
     }
+
+    /// The problem document, with the member or header that goes with each kind of error.
+    pub fn problem(&self) -> Problem {
+        let (status, kind, title) = self.parts();
+        let problem = Problem::new(status, kind, title, self.to_string());
+        match self {
+            ApiError::InvalidField { field, .. } => problem.field(field),
+            ApiError::BadIdempotencyKey | ApiError::Post(PostError::IdempotencyKeyReused(_)) => {
+                problem.field(IDEMPOTENCY_KEY)
+            }
+            ApiError::RateLimited(refused) | ApiError::Post(PostError::RateLimited(refused)) => {
+                problem
+                    .limit(refused.limit.label())
+                    .retry_after(refused.retry_after_s())
+            }
+            ApiError::Post(PostError::Unavailable { retry_after_s }) => {
+                problem.retry_after(*retry_after_s)
+            }
+            ApiError::Unauthenticated { .. } | ApiError::Token(AuthFailure::Missing) => {
+                problem.challenge(Challenge::Missing)
+            }
+            // RFC 6750: a token was sent and is not acceptable.
+            ApiError::Token(_) => problem.challenge(Challenge::InvalidToken),
+            _ => problem,
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, slug, title) = self.parts();
-        let kind = format!("urn:chorus:problem:{slug}");
-        let field = match &self {
-            ApiError::InvalidField { field, .. } => Some(*field),
-            ApiError::BadIdempotencyKey | ApiError::IdempotencyKeyReused => Some("Idempotency-Key"),
-            _ => None,
+        self.problem().into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::http::header;
+    use chorus_service::ProblemType;
+
+    use super::*;
+    use crate::idempotency::KeyReused;
+    use crate::limits::Limit;
+
+    async fn body(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("a JSON body")
+    }
+
+    #[tokio::test]
+    async fn a_user_limit_is_a_429_naming_the_limit_with_retry_after() {
+        let refused = Refused {
+            limit: Limit::UserComments,
+            retry_after: Duration::from_millis(1500),
         };
-        let limit = match &self {
-            ApiError::RateLimited(refused) => Some(refused.limit.label()),
-            _ => None,
-        };
-        let body = Problem {
-            kind: &kind,
-            title,
-            status: status.as_u16(),
-            detail: self.to_string(),
-            field,
-            limit,
-        };
-        let json = serde_json::to_vec(&body).unwrap_or_default();
-        let mut response = (status, json).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
+        let response = ApiError::from(PostError::from(refused)).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(
+            response.extensions().get::<ProblemType>(),
+            Some(&ProblemType("rate-limited"))
         );
-        match self {
-            ApiError::Unavailable { retry_after_s } => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
-            }
-            ApiError::RateLimited(refused) => {
-                headers.insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(refused.retry_after_s()),
-                );
-            }
-            ApiError::Unauthenticated { .. } | ApiError::Token(AuthFailure::Missing) => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"chorus\""),
-                );
-            }
-            // RFC 6750: a token was sent and is not acceptable.
-            ApiError::Token(_) => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"chorus\", error=\"invalid_token\""),
-                );
-            }
-            _ => {}
+        assert_eq!(
+            body(response).await,
+            serde_json::json!({"type": "urn:chorus:problem:rate-limited", "title": "Too many requests",
+                "status": 429, "detail": "too many comments from this user; retry after 2 s",
+                "limit": "user_comments"})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reused_key_points_at_the_header() {
+        let response = ApiError::from(PostError::from(KeyReused)).into_response();
+        let problem = body(response).await;
+        assert_eq!(problem["type"], "urn:chorus:problem:idempotency-key-reused");
+        assert_eq!(problem["status"], 422);
+        assert_eq!(problem["field"], "Idempotency-Key");
+    }
+
+    #[test]
+    fn a_missing_identity_and_a_bad_token_get_their_challenges() {
+        let missing = ApiError::Unauthenticated {
+            header: "x-user-id".into(),
         }
-        response
+        .into_response();
+        assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            missing.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"chorus\""
+        );
+        let expired = ApiError::Token(AuthFailure::Expired).into_response();
+        assert_eq!(
+            expired.extensions().get::<ProblemType>(),
+            Some(&ProblemType("invalid-token"))
+        );
+        assert_eq!(
+            expired.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"chorus\", error=\"invalid_token\""
+        );
+    }
+
+    #[test]
+    fn an_unstored_event_is_a_503_with_retry_after_and_no_challenge() {
+        let response = ApiError::from(PostError::Unavailable { retry_after_s: 1 }).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
     }
 }

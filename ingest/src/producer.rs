@@ -9,7 +9,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
-use crate::IngestError;
+use crate::error::IngestError;
 
 /// Where Kafka stored an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@ use crate::problem::ApiError;
 
 pub const MAX_TEXT_CHARS: usize = 500;
 pub const MAX_USER_ID_CHARS: usize = 128;
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
 
 /// A stream id, by the rule every role shares ([`chorus_schemas::is_valid_stream_id`]).
 pub fn stream_id(raw: &str) -> Result<&str, ApiError> {
@@ -41,9 +42,16 @@ pub fn comment_text(text: &str) -> Result<&str, ApiError> {
 
 /// A user id from the trusted gateway header: 1 to 128 visible ASCII characters.
 pub fn user_id(raw: Option<&str>) -> Option<&str> {
-    raw.filter(|u| {
-        !u.is_empty() && u.len() <= MAX_USER_ID_CHARS && u.bytes().all(|b| b.is_ascii_graphic())
-    })
+    visible_ascii(raw, MAX_USER_ID_CHARS)
+}
+
+/// An `Idempotency-Key`: 1 to 128 visible ASCII characters.
+pub fn idempotency_key(raw: Option<&str>) -> Option<&str> {
+    visible_ascii(raw, MAX_IDEMPOTENCY_KEY_CHARS)
+}
+
+fn visible_ascii(raw: Option<&str>, max_len: usize) -> Option<&str> {
+    raw.filter(|s| !s.is_empty() && s.len() <= max_len && s.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 #[cfg(test)]
@@ -69,5 +77,15 @@ mod tests {
         assert_eq!(user_id(Some("")), None);
         assert_eq!(user_id(Some("a b")), None);
         assert_eq!(user_id(None), None);
+    }
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii_up_to_128() {
+        assert_eq!(idempotency_key(Some("retry-1")), Some("retry-1"));
+        let longest = "k".repeat(128);
+        assert_eq!(idempotency_key(Some(&longest)), Some(longest.as_str()));
+        for bad in ["", "a b", "ключ", &"k".repeat(129)] {
+            assert_eq!(idempotency_key(Some(bad)), None, "{bad:?}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use chorus_service::{KafkaArgs, Readiness};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use prometheus::Registry;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Timestamp};
 use tokio::net::TcpListener;
@@ -30,7 +30,7 @@ type MirrorConsumer = StreamConsumer<ChorusContext>;
 const LAG_EVERY: Duration = Duration::from_secs(1);
 
 /// One copy on its way: (source partition, source offset, value bytes, acknowledged?).
-type Copy = Pin<Box<dyn Future<Output = (i32, i64, usize, bool)> + Send>>;
+type InFlightCopy = Pin<Box<dyn Future<Output = (i32, i64, usize, bool)> + Send>>;
 
 /// Copies until `shutdown`; then waits (bounded) for the copies in flight and commits.
 pub async fn run(
@@ -48,132 +48,180 @@ pub async fn run(
         readiness.clone(),
         shutdown.clone(),
     ));
-    let source = KafkaArgs {
-        brokers: config.source_kafka.clone(),
-        ..target.clone()
-    };
-    let source_topic = source.topics().events;
-    let target_topic = format!("{}.{}", config.source_region, source_topic);
-    let group = config.group.clone().unwrap_or_else(|| {
-        format!(
-            "chorus-mirror-{}-to-{}",
-            config.source_region, target.region
-        )
-    });
-    let consumer: Arc<MirrorConsumer> = Arc::new(
-        source
-            .consumer_config(&group)
-            // A new mirror copies what the source still retains; readers bound staleness by event time.
-            .set("auto.offset.reset", "earliest")
-            .create_with_context(ChorusContext)?,
-    );
-    let metadata = consumer.fetch_metadata(Some(&source_topic), Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map_or(0, |t| t.partitions().len() as i32);
-    if partitions == 0 {
-        return Err(MirrorError::MissingTopic(source_topic));
-    }
-    target
-        .ensure_topic(&target_topic, partitions, Duration::from_secs(10))
-        .await?;
-    let producer: FutureProducer = target
-        .producer_config(Duration::from_secs(1), config.max_in_flight.max(1))
-        // Never give up on a copy: when the target is away, retry until it is back.
-        .set("message.timeout.ms", "0")
-        .create()?;
-    consumer.subscribe(&[source_topic.as_str()])?;
+    let (mirror, partitions) = Mirror::connect(&config, &target, metrics.clone()).await?;
     readiness.satisfy("topics");
-    tracing::info!(%source_topic, %target_topic, %group, "mirroring");
-
     let lag = tokio::spawn(measure_lag(
-        consumer.clone(),
-        source_topic.clone(),
+        mirror.consumer.clone(),
+        mirror.source_topic.clone(),
         partitions,
-        metrics.clone(),
+        metrics,
         shutdown.clone(),
     ));
-    let mut in_flight: FuturesOrdered<Copy> = FuturesOrdered::new();
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                acknowledged(&consumer, &source_topic, done, &metrics);
-                metrics.in_flight.set(in_flight.len() as i64);
-            }
-            message = consumer.recv(), if in_flight.len() < config.max_in_flight.max(1) => {
-                let message = match message {
-                    Ok(message) => message,
-                    Err(error) => {
-                        tracing::warn!(%error, "source consume error");
-                        continue;
-                    }
-                };
-                let (partition, offset) = (message.partition(), message.offset());
-                let already_mirrored = message
-                    .headers()
-                    .is_some_and(|h| h.iter().any(|h| h.key == MIRRORED_FROM));
-                if already_mirrored {
-                    metrics.skipped_mirrored.inc();
-                    in_flight.push_back(Box::pin(async move { (partition, offset, 0, true) }));
-                    continue;
-                }
-                let mut headers = OwnedHeaders::new();
-                for header in message.headers().into_iter().flat_map(|h| h.iter()) {
-                    headers = headers.insert(header);
-                }
-                headers = headers.insert(Header {
-                    key: MIRRORED_FROM,
-                    value: Some(config.source_region.as_bytes()),
-                });
-                let value = message.payload().unwrap_or_default();
-                let mut record = FutureRecord::<[u8], [u8]>::to(&target_topic)
-                    .partition(partition)
-                    .payload(value)
-                    .headers(headers);
-                if let Some(key) = message.key() {
-                    record = record.key(key);
-                }
-                if let Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) = message.timestamp() {
-                    record = record.timestamp(ms);
-                }
-                let len = value.len();
-                match producer.send_result(record) {
-                    Ok(delivery) => in_flight.push_back(Box::pin(async move {
-                        let ok = matches!(delivery.await, Ok(Ok(_)));
-                        (partition, offset, len, ok)
-                    })),
-                    Err((error, _)) => {
-                        // Only a full queue gets here, and the in-flight bound keeps it from filling.
-                        metrics.errors.inc();
-                        tracing::error!(%error, partition, offset, "copy not queued; it will be copied again after a restart");
-                        return Err(MirrorError::Kafka(error));
-                    }
-                }
-                metrics.in_flight.set(in_flight.len() as i64);
-            }
-        }
-    }
-    let drain = async {
-        while let Some(done) = in_flight.next().await {
-            acknowledged(&consumer, &source_topic, done, &metrics);
-        }
-    };
-    if tokio::time::timeout(Duration::from_secs(10), drain)
-        .await
-        .is_err()
-    {
-        tracing::warn!("copies still in flight at shutdown; they will be copied again");
-    }
-    if let Err(error) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
-        tracing::debug!(%error, "final commit");
-    }
+    let mut in_flight = FuturesOrdered::new();
+    mirror.copy_until(&mut in_flight, &shutdown).await?;
+    mirror.finish(in_flight).await;
     // The lag task shares the consumer: the mirror has stopped once it let go of it too.
     if let Err(error) = lag.await {
         tracing::warn!(%error, "lag task failed");
     }
     Ok(())
+}
+
+/// The two ends of one mirror and what it counts.
+struct Mirror {
+    consumer: Arc<MirrorConsumer>,
+    producer: FutureProducer,
+    source_topic: String,
+    target_topic: String,
+    source_region: String,
+    max_in_flight: usize,
+    metrics: MirrorMetrics,
+}
+
+impl Mirror {
+    /// Subscribes to the source's `events` and creates its copy on the target with as many partitions.
+    async fn connect(
+        config: &MirrorConfig,
+        target: &KafkaArgs,
+        metrics: MirrorMetrics,
+    ) -> Result<(Mirror, i32), MirrorError> {
+        let source = KafkaArgs {
+            brokers: config.source_kafka.clone(),
+            ..target.clone()
+        };
+        let source_topic = source.topics().events;
+        let target_topic = source.topics().mirrored_events(&config.source_region);
+        let group = config.group.clone().unwrap_or_else(|| {
+            format!(
+                "chorus-mirror-{}-to-{}",
+                config.source_region, target.region
+            )
+        });
+        let consumer: Arc<MirrorConsumer> = Arc::new(
+            source
+                .consumer_config(&group)
+                // A new mirror copies what the source still retains; readers bound staleness by event time.
+                .set("auto.offset.reset", "earliest")
+                .create_with_context(ChorusContext)?,
+        );
+        let metadata = consumer.fetch_metadata(Some(&source_topic), Duration::from_secs(10))?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len() as i32);
+        if partitions == 0 {
+            return Err(MirrorError::MissingTopic(source_topic));
+        }
+        target
+            .ensure_topic(&target_topic, partitions, Duration::from_secs(10))
+            .await?;
+        let producer: FutureProducer = target
+            .producer_config(Duration::from_secs(1), config.max_in_flight.max(1))
+            // Never give up on a copy: when the target is away, retry until it is back.
+            .set("message.timeout.ms", "0")
+            .create()?;
+        consumer.subscribe(&[source_topic.as_str()])?;
+        tracing::info!(%source_topic, %target_topic, %group, "mirroring");
+        let mirror = Mirror {
+            consumer,
+            producer,
+            source_topic,
+            target_topic,
+            source_region: config.source_region.clone(),
+            max_in_flight: config.max_in_flight.max(1),
+            metrics,
+        };
+        Ok((mirror, partitions))
+    }
+
+    /// Reads and copies until `shutdown`, at most `max_in_flight` copies unacknowledged at once.
+    async fn copy_until(
+        &self,
+        in_flight: &mut FuturesOrdered<InFlightCopy>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), MirrorError> {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                    acknowledged(&self.consumer, &self.source_topic, done, &self.metrics);
+                }
+                message = self.consumer.recv(), if in_flight.len() < self.max_in_flight => {
+                    match message {
+                        Ok(message) => in_flight.push_back(self.copy(&message)?),
+                        Err(error) => tracing::warn!(%error, "source consume error"),
+                    }
+                }
+            }
+            self.metrics.in_flight.set(in_flight.len() as i64);
+        }
+    }
+
+    /// Queues the copy of one source record (key, value, headers, timestamp and partition unchanged); a
+    /// record that is itself a copy is passed over, so regions never loop.
+    fn copy(&self, message: &BorrowedMessage<'_>) -> Result<InFlightCopy, MirrorError> {
+        let (partition, offset) = (message.partition(), message.offset());
+        let already_mirrored = message
+            .headers()
+            .is_some_and(|h| h.iter().any(|h| h.key == MIRRORED_FROM));
+        if already_mirrored {
+            self.metrics.skipped_mirrored.inc();
+            return Ok(Box::pin(async move { (partition, offset, 0, true) }));
+        }
+        let mut headers = OwnedHeaders::new();
+        for header in message.headers().into_iter().flat_map(|h| h.iter()) {
+            headers = headers.insert(header);
+        }
+        headers = headers.insert(Header {
+            key: MIRRORED_FROM,
+            value: Some(self.source_region.as_bytes()),
+        });
+        let value = message.payload().unwrap_or_default();
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.target_topic)
+            .partition(partition)
+            .payload(value)
+            .headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) = message.timestamp() {
+            record = record.timestamp(ms);
+        }
+        let len = value.len();
+        match self.producer.send_result(record) {
+            Ok(delivery) => Ok(Box::pin(async move {
+                let ok = matches!(delivery.await, Ok(Ok(_)));
+                (partition, offset, len, ok)
+            })),
+            Err((error, _)) => {
+                // Only a full queue gets here, and the in-flight bound keeps it from filling.
+                self.metrics.errors.inc();
+                tracing::error!(%error, partition, offset, "copy not queued; it will be copied again after a restart");
+                Err(MirrorError::Kafka(error))
+            }
+        }
+    }
+
+    /// Waits (bounded) for the copies in flight, then commits what they acknowledged.
+    async fn finish(&self, mut in_flight: FuturesOrdered<InFlightCopy>) {
+        let drain = async {
+            while let Some(done) = in_flight.next().await {
+                acknowledged(&self.consumer, &self.source_topic, done, &self.metrics);
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("copies still in flight at shutdown; they will be copied again");
+        }
+        if let Err(error) = self
+            .consumer
+            .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        {
+            tracing::debug!(%error, "final commit");
+        }
+    }
 }
 
 /// A copy finished: on success its source offset may be committed (copies finish in source order).

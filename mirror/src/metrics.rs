@@ -1,5 +1,6 @@
 //! What the mirror counts. Names follow `chorus_mirror_<what>_<unit>`.
 
+use chorus_service::metrics::Metrics;
 use prometheus::{IntCounter, IntGauge, Registry};
 
 #[derive(Debug, Clone)]
@@ -14,35 +15,29 @@ pub struct MirrorMetrics {
 
 impl MirrorMetrics {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let m = MirrorMetrics {
-            records: IntCounter::new(
+        let m = Metrics::new(registry);
+        Ok(MirrorMetrics {
+            records: m.counter(
                 "chorus_mirror_records_total",
                 "Records copied and acknowledged by the target",
             )?,
-            bytes: IntCounter::new("chorus_mirror_bytes_total", "Value bytes copied")?,
-            skipped_mirrored: IntCounter::new(
+            bytes: m.counter("chorus_mirror_bytes_total", "Value bytes copied")?,
+            skipped_mirrored: m.counter(
                 "chorus_mirror_skipped_mirrored_total",
                 "Records skipped because they were already a mirror's copy",
             )?,
-            errors: IntCounter::new(
+            errors: m.counter(
                 "chorus_mirror_errors_total",
                 "Copies the target refused (retried)",
             )?,
-            in_flight: IntGauge::new(
+            in_flight: m.gauge(
                 "chorus_mirror_in_flight_records",
                 "Records copied and not yet acknowledged",
             )?,
-            lag: IntGauge::new(
+            lag: m.gauge(
                 "chorus_mirror_lag_records",
                 "Records in the source not yet copied (from the source's end offsets)",
             )?,
-        };
-        registry.register(Box::new(m.records.clone()))?;
-        registry.register(Box::new(m.bytes.clone()))?;
-        registry.register(Box::new(m.skipped_mirrored.clone()))?;
-        registry.register(Box::new(m.errors.clone()))?;
-        registry.register(Box::new(m.in_flight.clone()))?;
-        registry.register(Box::new(m.lag.clone()))?;
-        Ok(m)
+        })
     }
 }

@@ -17,4 +17,4 @@ pub use avro::{Codec, CodecError};
 pub use records::{
     EdgeLease, EventKind, LikeTotal, PartitionPosition, StreamEvent, Subscription, UserRole,
 };
-pub use topics::{is_valid_stream_id, partition_for, Topics};
+pub use topics::{is_valid_stream_id, partition_for, TopicPartition, Topics};

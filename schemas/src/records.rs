@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::topics::TopicPartition;
+
 /// What a [`StreamEvent`] is. New kinds may be added; readers map kinds they do not know to `Other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -54,12 +56,28 @@ pub struct Subscription {
     pub positions: Vec<PartitionPosition>,
 }
 
-/// A topic-partition and an offset in it.
+/// A topic-partition and the next offset in it: a join position in a subscription, and on the fanout-to-edge
+/// link where fanout stands (it has handed on every event before `offset`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionPosition {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+}
+
+impl PartitionPosition {
+    pub fn new(at: &TopicPartition, offset: i64) -> Self {
+        PartitionPosition {
+            topic: at.topic.clone(),
+            partition: at.partition,
+            offset,
+        }
+    }
+
+    /// The topic-partition this position is in.
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(&self.topic, self.partition)
+    }
 }
 
 impl Subscription {
@@ -91,9 +109,23 @@ pub struct LikeTotal {
     pub updated_ms: i64,
 }
 
+/// Keys of `like-totals` that start with NUL are read barriers (tombstones fanout writes to itself), never
+/// counts: no stream id starts with NUL.
+const BARRIER_PREFIX: &str = "\0barrier:";
+
 impl LikeTotal {
     /// The record key: one per (stream, topic), so compaction keeps the latest count of each.
     pub fn key(stream_id: &str, topic: &str) -> String {
         format!("{stream_id}@{topic}")
+    }
+
+    /// The key of the `number`th read barrier `owner` writes to `partition` of `like-totals`.
+    pub fn barrier_key(owner: &str, number: u64, partition: i32) -> String {
+        format!("{BARRIER_PREFIX}{owner}:{number}:{partition}")
+    }
+
+    /// Whether a key of `like-totals` is a read barrier rather than a stream's count.
+    pub fn is_barrier_key(key: &str) -> bool {
+        key.starts_with(BARRIER_PREFIX)
     }
 }

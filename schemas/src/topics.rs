@@ -22,6 +22,37 @@ impl Topics {
             like_totals: format!("{prefix}like-totals"),
         }
     }
+
+    /// The copy of `events` from `region` on another region's cluster: `<region>.<events>`, MirrorMaker 2's
+    /// naming (its default replication policy), which `chorus mirror` follows too.
+    pub fn mirrored_events(&self, region: &str) -> String {
+        format!("{region}.{}", self.events)
+    }
+
+    /// The region whose copy of `events` `topic` is, when it is one (`<region>.<events>`, the region one
+    /// name without dots).
+    pub fn mirrored_region<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        topic
+            .strip_suffix(self.events.as_str())
+            .and_then(|region| region.strip_suffix('.'))
+            .filter(|region| !region.is_empty() && !region.contains('.'))
+    }
+}
+
+/// One partition of one topic: the key of everything Chorus keeps per partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: &str, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.to_owned(),
+            partition,
+        }
+    }
 }
 
 /// The partition of `events` that carries a stream: Kafka's default partitioner for keyed records
@@ -81,5 +112,22 @@ mod tests {
         assert_eq!(t.subscriptions, "t1.subscriptions");
         assert_eq!(t.edges, "t1.edges");
         assert_eq!(t.like_totals, "t1.like-totals");
+    }
+
+    #[test]
+    fn mirrored_topics_are_named_and_recognised_the_same_way() {
+        let t = Topics::with_prefix("t1.");
+        assert_eq!(t.mirrored_events("eu"), "eu.t1.events");
+        assert_eq!(t.mirrored_region("eu.t1.events"), Some("eu"));
+        assert_eq!(t.mirrored_region(&t.mirrored_events("us")), Some("us"));
+        for not_mirrored in [
+            "t1.events",
+            ".t1.events",
+            "a.b.t1.events",
+            "eu.t1.edges",
+            "eut1.events",
+        ] {
+            assert_eq!(t.mirrored_region(not_mirrored), None, "{not_mirrored}");
+        }
     }
 }

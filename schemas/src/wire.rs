@@ -3,15 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::StreamEvent;
-
-/// Where fanout stands in one topic-partition: it has handed on every event before `next_offset`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    pub topic: String,
-    pub partition: i32,
-    pub next_offset: i64,
-}
+use crate::records::{PartitionPosition, StreamEvent};
 
 /// One event pushed to an edge, with where it sits in Kafka.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,10 +23,11 @@ pub enum PushFrame {
     /// Fanout now routes `stream_id` to this edge: every event at or after `positions` will be pushed.
     Subscribed {
         stream_id: String,
-        positions: Vec<Position>,
+        positions: Vec<PartitionPosition>,
     },
-    /// Heartbeat of the partitions this fanout instance owns.
-    Positions(Vec<Position>),
+    /// Heartbeat of the partitions this fanout instance owns: it has handed on every event before each
+    /// position's offset.
+    Positions(Vec<PartitionPosition>),
     /// Comments of a stream left out by its comment budget since the last `Sampled` frame (once per tick).
     Sampled { stream_id: String, left_out: u64 },
     /// Likes of a stream since its last `Likes` frame (at most one per stream per tick) and its total.
@@ -80,10 +73,10 @@ mod tests {
                 },
                 PushFrame::Subscribed {
                     stream_id: "s".into(),
-                    positions: vec![Position {
+                    positions: vec![PartitionPosition {
                         topic: "events".into(),
                         partition: 3,
-                        next_offset: 7,
+                        offset: 7,
                     }],
                 },
                 PushFrame::Events(vec![PushedEvent {

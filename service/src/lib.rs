@@ -4,6 +4,8 @@
 //!   and how librdkafka's asynchronous errors are reported.
 //! - [`auth`]: bearer tokens (JWT, HS256 or RS256) and the roles they carry.
 //! - [`admin`]: the admin port every role serves (`/metrics`, `/healthz`, `/readyz`).
+//! - [`metrics`]: a role's Prometheus metrics, each created and registered in one call.
+//! - [`problem`]: RFC 9457 problem documents, the body of every refusal ingest and edges answer.
 //! - [`shutdown`]: the one shutdown path (a signal future feeding a cancellation token).
 //! - [`telemetry`]: tracing set-up (env filter, optional JSON lines).
 //! - [`registry`]: the optional Confluent-compatible Schema Registry.
@@ -13,6 +15,8 @@ pub mod admin;
 pub mod auth;
 pub mod clock;
 pub mod kafka;
+pub mod metrics;
+pub mod problem;
 pub mod registry;
 pub mod shutdown;
 pub mod telemetry;
@@ -20,6 +24,7 @@ pub mod telemetry;
 pub use admin::{serve_admin, Readiness};
 pub use auth::{AuthArgs, AuthFailure, AuthMode, TokenVerifier};
 pub use kafka::{KafkaArgs, KafkaSetupError};
+pub use problem::{Challenge, Problem, ProblemType};
 pub use shutdown::shutdown_signal;
 
 /// Parses a role's configuration from command-line style arguments (defaults for everything not given).

@@ -1,10 +1,22 @@
 //! Shared by the integration tests: a real broker per test (or `CHORUS_TEST_KAFKA`), unique topic names, the
 //! roles running in-process on port 0, and a viewer client. Every wait is bounded.
 
-#![allow(dead_code)]
+// Each test binary uses part of what is here.
+#![allow(dead_code, unused_imports)]
 
+pub mod ingest;
 pub mod load;
+pub mod process;
 pub mod proxy;
+pub mod sse;
+pub mod stored;
+pub mod viewer;
+
+pub use ingest::{post, start_ingest, Answer, Ingest};
+pub use process::Process;
+pub use sse::SseReader;
+pub use stored::{read_events, read_from_start, stored_before};
+pub use viewer::Viewer;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -12,11 +24,7 @@ use std::time::{Duration, Instant};
 use chorus::broker::LocalBroker;
 use chorus::stack::{self, Role};
 use chorus_service::{parse_args, KafkaArgs};
-use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -254,28 +262,24 @@ impl Cluster {
 
     /// Posts a comment as `user` and returns the 202 body.
     pub async fn comment(&self, stream: &str, user: &str, text: &str) -> Value {
-        let response = self
-            .http
-            .post(self.ingest_url(&format!("/v1/streams/{stream}/comments")))
-            .header("x-user-id", user)
-            .json(&serde_json::json!({ "text": text }))
-            .send()
-            .await
-            .expect("post comment");
-        assert_eq!(response.status(), 202, "comment accepted");
-        response.json().await.expect("202 body")
+        post(
+            &self.http,
+            self.ingest_url(&format!("/v1/streams/{stream}/comments")),
+        )
+        .user(user)
+        .text(text)
+        .accepted()
+        .await
     }
 
     pub async fn like(&self, stream: &str, user: &str) -> Value {
-        let response = self
-            .http
-            .post(self.ingest_url(&format!("/v1/streams/{stream}/likes")))
-            .header("x-user-id", user)
-            .send()
-            .await
-            .expect("post like");
-        assert_eq!(response.status(), 202, "like accepted");
-        response.json().await.expect("202 body")
+        post(
+            &self.http,
+            self.ingest_url(&format!("/v1/streams/{stream}/likes")),
+        )
+        .user(user)
+        .accepted()
+        .await
     }
 
     pub async fn stop(self) {
@@ -317,205 +321,6 @@ impl Cluster {
     }
 }
 
-/// An ingest of its own on a test's broker, with the given flags (trusted-header identity unless they say
-/// otherwise), for tests of ingest's options.
-pub struct Ingest {
-    pub role: Role,
-    pub http: reqwest::Client,
-    pub shutdown: CancellationToken,
-}
-
-pub async fn start_ingest(kafka: &KafkaArgs, extra: &[&str]) -> Ingest {
-    let mut args = vec!["--listen", LOCAL, "--admin-listen", LOCAL];
-    args.extend_from_slice(extra);
-    let shutdown = CancellationToken::new();
-    let role = stack::spawn_ingest(
-        parse_args(&args).expect("ingest args"),
-        kafka.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .expect("start ingest");
-    stack::wait_ready(role.admin, WAIT)
-        .await
-        .expect("ingest ready");
-    Ingest {
-        role,
-        http: reqwest::Client::new(),
-        shutdown,
-    }
-}
-
-/// A role running as its own `chorus` process, so a test can kill it without any clean shutdown.
-pub struct Process {
-    child: tokio::process::Child,
-    pub addr: SocketAddr,
-    pub admin: SocketAddr,
-}
-
-impl Process {
-    /// Starts `chorus <role> <args>` with fresh local ports and waits until its admin port answers ready.
-    pub async fn start(role: &str, args: &[String]) -> Process {
-        let port = || chorus::broker::free_port().expect("free port");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port()));
-        let admin = SocketAddr::from(([127, 0, 0, 1], port()));
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus"));
-        command
-            .arg(format!(
-                "--log={}",
-                std::env::var("CHORUS_TEST_PROCESS_LOG").unwrap_or_else(|_| "warn".into())
-            ))
-            .arg(role)
-            .arg(format!("--admin-listen={admin}"))
-            .args(args)
-            .kill_on_drop(true);
-        match role {
-            "edge" => {
-                command
-                    .arg(format!("--listen={addr}"))
-                    .arg(format!("--internal-listen=127.0.0.1:{}", port()));
-            }
-            "ingest" => {
-                command.arg(format!("--listen={addr}"));
-            }
-            "fanout" if !args.iter().any(|a| a.starts_with("--comment-budget")) => {
-                command.arg("--comment-budget=0");
-            }
-            _ => {}
-        }
-        let child = command.spawn().expect("spawn chorus");
-        stack::wait_ready(admin, WAIT).await.expect("process ready");
-        Process { child, addr, admin }
-    }
-
-    /// Resident memory of the process, in KiB (from /proc).
-    pub fn rss_kib(&self) -> u64 {
-        self.child.id().map_or(0, chorus::procstat::rss_kib)
-    }
-
-    /// CPU time the process used so far (user and system), from /proc.
-    pub fn cpu(&self) -> Duration {
-        self.child
-            .id()
-            .map_or(Duration::ZERO, chorus::procstat::cpu)
-    }
-
-    /// SIGKILL: no clean shutdown, no tombstones, no group leave.
-    /// Freezes the process (SIGSTOP), or thaws it (SIGCONT): alive but unresponsive, as in a long GC pause
-    /// or a partition.
-    pub fn freeze(&self, frozen: bool) {
-        let pid = self.child.id().expect("running").to_string();
-        let signal = if frozen { "-STOP" } else { "-CONT" };
-        let status = std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} {pid}");
-    }
-
-    pub async fn kill(mut self) {
-        self.child.start_kill().expect("kill");
-        let _ = self.child.wait().await;
-    }
-}
-
-/// A viewer over WebSocket.
-pub struct Viewer {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    pub hello: Value,
-}
-
-impl Viewer {
-    pub async fn connect(url: &str) -> Viewer {
-        let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("connect in time")
-            .expect("websocket handshake");
-        let mut viewer = Viewer {
-            socket,
-            hello: Value::Null,
-        };
-        let hello = viewer.next_frame().await;
-        assert_eq!(hello["type"], "hello", "first frame is hello: {hello}");
-        viewer.hello = hello;
-        viewer
-    }
-
-    /// The next frame, within [`WAIT`].
-    pub async fn next_frame(&mut self) -> Value {
-        self.try_next_frame(WAIT).await.expect("a frame in time")
-    }
-
-    /// The next frame within `wait`, or `None`.
-    pub async fn try_next_frame(&mut self, wait: Duration) -> Option<Value> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let message = tokio::time::timeout_at(deadline, self.socket.next())
-                .await
-                .ok()??;
-            match message.expect("websocket read") {
-                Message::Text(text) => {
-                    return Some(serde_json::from_str(&text).expect("JSON frame"))
-                }
-                Message::Close(_) => return None,
-                _ => continue,
-            }
-        }
-    }
-
-    /// Events of the next `events` frames until one with `event_id` arrives; panics after [`WAIT`].
-    pub async fn events_until(&mut self, event_id: &str) -> Vec<Value> {
-        let mut seen = Vec::new();
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let frame = self.try_next_frame(left).await.unwrap_or_else(|| {
-                panic!("{event_id} did not arrive within {WAIT:?}; saw {seen:?}")
-            });
-            if frame["type"] != "events" {
-                continue;
-            }
-            for event in frame["events"].as_array().expect("events array") {
-                seen.push(event.clone());
-            }
-            if seen.iter().any(|e| e["event_id"] == event_id) {
-                return seen;
-            }
-        }
-    }
-
-    pub async fn close(mut self) {
-        let _ = self.socket.send(Message::Close(None)).await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some(Ok(_)) = self.socket.next().await {}
-        })
-        .await;
-    }
-}
-
-/// A consumer of `topic` from the beginning of `partitions`, in a throwaway group (it commits nothing).
-pub fn read_from_start(
-    kafka: &KafkaArgs,
-    topic: &str,
-    partitions: impl IntoIterator<Item = i32>,
-) -> rdkafka::consumer::StreamConsumer {
-    use rdkafka::consumer::Consumer;
-    let consumer: rdkafka::consumer::StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("group.id", format!("check-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut assignment = rdkafka::TopicPartitionList::new();
-    for p in partitions {
-        assignment
-            .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
-            .expect("partition");
-    }
-    consumer.assign(&assignment).expect("assign");
-    consumer
-}
-
 /// Reads a metric (summed over its label sets) from an admin port.
 pub async fn metric(admin: SocketAddr, name: &str) -> f64 {
     let body = reqwest::get(format!("http://{admin}/metrics"))
@@ -545,4 +350,9 @@ pub async fn wait_metric(admin: SocketAddr, name: &str, ok: impl Fn(f64) -> bool
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The `p` quantile (0 to 1) of `sorted`, nearest rank.
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> T {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }

@@ -51,28 +51,7 @@ async fn baseline(stack: &Stack, rate: u32, seconds: u64) -> anyhow::Result<Hist
         "the baseline consumer read nothing"
     );
     let total = u64::from(rate) * seconds;
-    let reader = tokio::spawn(async move {
-        let mut latency = client::histogram();
-        let mut seen = std::collections::HashSet::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds + 30);
-        // The deadline is checked apart: a broker that redelivers records never lets `recv` time out.
-        while (seen.len() as u64) < total && tokio::time::Instant::now() < deadline {
-            let Ok(Ok(message)) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
-                break;
-            };
-            let stamp = message
-                .payload()
-                .and_then(|p| std::str::from_utf8(p).ok())
-                .and_then(parse_stamp);
-            // A record delivered again counts once, at its first arrival.
-            if let Some((sent, _)) = stamp.filter(|(_, seq)| seen.insert(*seq)) {
-                let _ = latency.record(now_us().saturating_sub(sent).max(1));
-            }
-        }
-        // Closing a consumer may wait on the broker: never on a runtime thread.
-        std::thread::spawn(move || drop(consumer));
-        latency
-    });
+    let reader = tokio::spawn(read_stamps(consumer, total, seconds));
     let bar = progress(format!("baseline: rdkafka at {rate} msg/s"), seconds);
     let slots = Arc::new(Semaphore::new(256));
     let started = Instant::now();
@@ -101,6 +80,31 @@ async fn baseline(stack: &Stack, rate: u32, seconds: u64) -> anyhow::Result<Hist
     }
     bar.finish_and_clear();
     Ok(reader.await?)
+}
+
+/// Reads `total` stamped records (or until the run plus 30 s is over): the latency of each, at its first
+/// arrival.
+async fn read_stamps(consumer: StreamConsumer, total: u64, seconds: u64) -> Histogram<u64> {
+    let mut latency = client::histogram();
+    let mut seen = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds + 30);
+    // The deadline is checked apart: a broker that redelivers records never lets `recv` time out.
+    while (seen.len() as u64) < total && tokio::time::Instant::now() < deadline {
+        let Ok(Ok(message)) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
+            break;
+        };
+        let stamp = message
+            .payload()
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .and_then(parse_stamp);
+        // A record delivered again counts once, at its first arrival.
+        if let Some((sent, _)) = stamp.filter(|(_, seq)| seen.insert(*seq)) {
+            let _ = latency.record(now_us().saturating_sub(sent).max(1));
+        }
+    }
+    // Closing a consumer may wait on the broker: never on a runtime thread.
+    std::thread::spawn(move || drop(consumer));
+    latency
 }
 
 fn latency_row(name: &str, h: &Histogram<u64>) -> Row {

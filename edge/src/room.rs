@@ -1,0 +1,314 @@
+//! One stream's room on this edge: the channel its frames are broadcast on, and under one lock what must not
+//! interleave with a broadcast: its viewer count, the positions its broadcasts reached, recent event ids (to
+//! drop repeats), the last frames (for clients that come back with a cursor), events waiting to be
+//! coalesced and likes waiting for their interval.
+//!
+//! That lock orders a push batch being broadcast and the room's positions advanced against a viewer
+//! subscribing and reading its join position: so a viewer receives every event at or after its join position
+//! and can filter out everything before it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use chorus_schemas::wire::PushedEvent;
+use chorus_schemas::TopicPartition;
+use tokio::sync::broadcast;
+
+use crate::coalesce::Coalescing;
+use crate::dedup::RecentIds;
+use crate::frames::{JoinPosition, StreamFrame};
+use crate::likes::{Likes, LikesPacing};
+use crate::metrics::EdgeMetrics;
+use crate::occurrences::Occurrence;
+
+/// Locks `m`. No code panics while holding the edge's locks; if one ever did, its data is still consistent
+/// enough to serve.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What every room is made with.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomSettings {
+    /// Frames kept for returning clients, and the broadcast channel's capacity.
+    pub buffer_frames: usize,
+    pub dedup_window: usize,
+    pub likes_interval: Duration,
+}
+
+#[derive(Debug)]
+pub struct Room {
+    pub stream_id: String,
+    partition: i32,
+    frames: broadcast::Sender<Arc<StreamFrame>>,
+    buffer_frames: usize,
+    state: Mutex<RoomState>,
+}
+
+#[derive(Debug)]
+struct RoomState {
+    viewers: usize,
+    /// Bumped whenever the last viewer leaves, so a linger timer knows whether someone came back since.
+    generation: u64,
+    /// Per topic, the next offset of the stream's partition after the last event broadcast here.
+    positions: HashMap<String, i64>,
+    recent: RecentIds,
+    /// The last frames broadcast, for long-poll and SSE clients that come back with a cursor.
+    frames: VecDeque<Arc<StreamFrame>>,
+    /// Events waiting to go out together, when frames are coalesced, and since when the first one waits.
+    pending: Vec<PushedEvent>,
+    pending_since: Option<Instant>,
+    /// The stream's like count, as fanout last announced it (held likes included).
+    likes_total: u64,
+    likes: LikesPacing,
+}
+
+impl RoomState {
+    /// Whether something waits for a flush tick.
+    fn waiting(&self) -> bool {
+        !self.pending.is_empty() || self.likes.holding()
+    }
+}
+
+/// What a viewer holds: frames from its join on, and where it joined.
+#[derive(Debug)]
+pub struct Joined {
+    pub frames: broadcast::Receiver<Arc<StreamFrame>>,
+    /// One position per topic carrying the stream (the local `events` first).
+    pub join: Vec<JoinPosition>,
+    /// The stream's like count when the viewer joined.
+    pub likes_total: u64,
+}
+
+/// What a client returning with a cursor missed, and its subscription for what comes next.
+#[derive(Debug)]
+pub struct Resumed {
+    /// Buffered frames with events at or after the cursor, oldest first.
+    pub frames: Vec<Arc<StreamFrame>>,
+    /// The buffer no longer reaches back to the cursor: events in between are lost to this client.
+    pub gap: bool,
+    pub next: broadcast::Receiver<Arc<StreamFrame>>,
+}
+
+impl Room {
+    /// A room for its first viewer, whose broadcasts start at `start` (per topic, the next offset).
+    pub fn new(
+        stream_id: &str,
+        partition: i32,
+        start: HashMap<String, i64>,
+        settings: RoomSettings,
+    ) -> Self {
+        Room {
+            stream_id: stream_id.to_owned(),
+            partition,
+            frames: broadcast::channel(settings.buffer_frames).0,
+            buffer_frames: settings.buffer_frames,
+            state: Mutex::new(RoomState {
+                viewers: 1,
+                generation: 0,
+                positions: start,
+                recent: RecentIds::new(settings.dedup_window),
+                frames: VecDeque::new(),
+                pending: Vec::new(),
+                pending_since: None,
+                likes_total: 0,
+                likes: LikesPacing::new(settings.likes_interval),
+            }),
+        }
+    }
+
+    /// Another viewer arrives.
+    pub fn arrive(&self) {
+        lock(&self.state).viewers += 1;
+    }
+
+    /// A viewer left: the room's generation when it was the last one.
+    pub fn depart(&self) -> Option<u64> {
+        let mut state = lock(&self.state);
+        state.viewers = state.viewers.saturating_sub(1);
+        if state.viewers > 0 {
+            return None;
+        }
+        state.generation += 1;
+        Some(state.generation)
+    }
+
+    /// Whether nobody came back since the last viewer of `generation` left.
+    pub fn abandoned_since(&self, generation: u64) -> bool {
+        let state = lock(&self.state);
+        state.viewers == 0 && state.generation == generation
+    }
+
+    /// Subscribes a viewer to the room's frames and tells it where it joined: per topic, the furthest of what
+    /// fanout announced (`known`, taken under the room's lock) and what was broadcast here.
+    pub fn join(&self, known: &Mutex<HashMap<TopicPartition, i64>>, events_topic: &str) -> Joined {
+        let state = lock(&self.state);
+        let frames = self.frames.subscribe();
+        let known = lock(known);
+        let mut topics: Vec<&str> = known
+            .keys()
+            .filter(|at| at.partition == self.partition)
+            .map(|at| at.topic.as_str())
+            .chain(state.positions.keys().map(String::as_str))
+            .filter(|topic| *topic != events_topic)
+            .collect();
+        topics.sort_unstable();
+        topics.dedup();
+        let join = std::iter::once(events_topic)
+            .chain(topics)
+            .map(|topic| {
+                let announced = known
+                    .get(&TopicPartition::new(topic, self.partition))
+                    .copied();
+                let broadcast = state.positions.get(topic).copied();
+                JoinPosition {
+                    topic: topic.to_owned(),
+                    partition: self.partition,
+                    offset: announced.max(broadcast),
+                }
+            })
+            .collect();
+        Joined {
+            frames,
+            join,
+            likes_total: state.likes_total,
+        }
+    }
+
+    /// A client comes back at `cursor` (where its last response left it): the buffered frames it has not
+    /// seen, and a subscription for the next ones, taken under the room's lock so nothing falls between.
+    pub fn resume(&self, cursor: &[JoinPosition]) -> Resumed {
+        let state = lock(&self.state);
+        let next = self.frames.subscribe();
+        let frames: Vec<Arc<StreamFrame>> = state
+            .frames
+            .iter()
+            .filter(|f| f.event_count(cursor) > 0)
+            .cloned()
+            .collect();
+        let oldest = state.frames.front();
+        let gap = state.frames.len() == self.buffer_frames
+            && oldest.is_some_and(|f| {
+                f.first_offsets.iter().any(|(topic, first)| {
+                    cursor
+                        .iter()
+                        .any(|c| &c.topic == topic && c.offset.is_some_and(|o| o < *first))
+                })
+            });
+        Resumed { frames, gap, next }
+    }
+
+    /// A batch of the stream's events from fanout, repeats dropped: broadcast now, or kept to go out
+    /// together at a flush tick when `coalesce`. True when the room has just started waiting for one.
+    pub fn offer_events(
+        &self,
+        events: Vec<PushedEvent>,
+        coalesce: bool,
+        metrics: &EdgeMetrics,
+    ) -> bool {
+        let mut state = lock(&self.state);
+        let before = events.len();
+        let fresh: Vec<PushedEvent> = events
+            .into_iter()
+            .filter(|e| state.recent.first_time(&e.event.event_id))
+            .collect();
+        Occurrence::DuplicatesDropped {
+            count: before - fresh.len(),
+        }
+        .emit(metrics);
+        if !coalesce {
+            self.publish(&mut state, fresh);
+            return false;
+        }
+        let was_waiting = state.waiting();
+        if !fresh.is_empty() && state.pending.is_empty() {
+            state.pending_since = Some(Instant::now());
+        }
+        state.pending.extend(fresh);
+        !was_waiting && state.waiting()
+    }
+
+    /// Fanout's likes of the stream for one tick: broadcast unless the last likes frame went out less than
+    /// the likes interval ago (then held for a flush tick), and remembered for the `hello` of viewers who join
+    /// later. True when the room has just started waiting for a flush tick.
+    pub fn offer_likes(&self, delta: u64, total: u64, now: Instant, metrics: &EdgeMetrics) -> bool {
+        let mut state = lock(&self.state);
+        let grew = total > state.likes_total;
+        state.likes_total = state.likes_total.max(total);
+        // A delta of 0 announces a total the viewers may not know yet (a new subscription's first one).
+        if delta == 0 && !grew {
+            return false;
+        }
+        let was_waiting = state.waiting();
+        let likes = Likes {
+            delta,
+            total: state.likes_total,
+        };
+        if let Some(likes) = state.likes.offer(likes, now) {
+            self.send_likes(likes, metrics);
+        }
+        !was_waiting && state.waiting()
+    }
+
+    /// Comments of the stream that its budget left out: the viewers are told how many.
+    pub fn sampled(&self, left_out: u64) {
+        let _ordered = lock(&self.state);
+        let _ = self
+            .frames
+            .send(Arc::new(StreamFrame::sampled(&self.stream_id, left_out)));
+    }
+
+    /// At a flush tick: sends the coalesced events whose wait is over and the held likes whose interval is.
+    /// True while something still waits.
+    pub fn flush(
+        &self,
+        now: Instant,
+        coalescing: Option<&Coalescing>,
+        metrics: &EdgeMetrics,
+    ) -> bool {
+        let mut state = lock(&self.state);
+        if let Some(coalescing) = coalescing {
+            let due = state.pending_since.is_none_or(|since| {
+                coalescing.due(now.saturating_duration_since(since), state.viewers)
+            });
+            if due {
+                let events = std::mem::take(&mut state.pending);
+                state.pending_since = None;
+                self.publish(&mut state, events);
+            }
+        }
+        if let Some(likes) = state.likes.due(now) {
+            self.send_likes(likes, metrics);
+        }
+        state.waiting()
+    }
+
+    /// Encodes `events` once, keeps the frame for returning clients, broadcasts it, and moves the room's
+    /// positions past it (all under the room's lock, taken by the caller).
+    fn publish(&self, state: &mut RoomState, events: Vec<PushedEvent>) {
+        let frame_events: Vec<(String, i64)> =
+            events.iter().map(|e| (e.topic.clone(), e.offset)).collect();
+        if let Some(frame) = StreamFrame::encode(&self.stream_id, events) {
+            let frame = Arc::new(frame);
+            if state.frames.len() == self.buffer_frames {
+                state.frames.pop_front();
+            }
+            state.frames.push_back(frame.clone());
+            // No receiver is fine: the room is lingering.
+            let _ = self.frames.send(frame);
+        }
+        for (topic, offset) in frame_events {
+            let next = state.positions.entry(topic).or_insert(offset + 1);
+            *next = (*next).max(offset + 1);
+        }
+    }
+
+    fn send_likes(&self, likes: Likes, metrics: &EdgeMetrics) {
+        Occurrence::LikesBroadcast.emit(metrics);
+        // Not kept for returning clients: the next likes frame carries the total anyway.
+        let _ = self
+            .frames
+            .send(Arc::new(StreamFrame::likes(&self.stream_id, likes)));
+    }
+}

@@ -1,0 +1,85 @@
+//! A viewer over WebSocket, as a browser or `chorus watch` would be.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::WAIT;
+
+/// A viewer over WebSocket.
+pub struct Viewer {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub hello: Value,
+}
+
+impl Viewer {
+    pub async fn connect(url: &str) -> Viewer {
+        let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect in time")
+            .expect("websocket handshake");
+        let mut viewer = Viewer {
+            socket,
+            hello: Value::Null,
+        };
+        let hello = viewer.next_frame().await;
+        assert_eq!(hello["type"], "hello", "first frame is hello: {hello}");
+        viewer.hello = hello;
+        viewer
+    }
+
+    /// The next frame, within [`WAIT`].
+    pub async fn next_frame(&mut self) -> Value {
+        self.try_next_frame(WAIT).await.expect("a frame in time")
+    }
+
+    /// The next frame within `wait`, or `None`.
+    pub async fn try_next_frame(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()??;
+            match message.expect("websocket read") {
+                Message::Text(text) => {
+                    return Some(serde_json::from_str(&text).expect("JSON frame"))
+                }
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Events of the next `events` frames until one with `event_id` arrives; panics after [`WAIT`].
+    pub async fn events_until(&mut self, event_id: &str) -> Vec<Value> {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let frame = self.try_next_frame(left).await.unwrap_or_else(|| {
+                panic!("{event_id} did not arrive within {WAIT:?}; saw {seen:?}")
+            });
+            if frame["type"] != "events" {
+                continue;
+            }
+            for event in frame["events"].as_array().expect("events array") {
+                seen.push(event.clone());
+            }
+            if seen.iter().any(|e| e["event_id"] == event_id) {
+                return seen;
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.send(Message::Close(None)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(_)) = self.socket.next().await {}
+        })
+        .await;
+    }
+}
