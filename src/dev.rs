@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chorus::broker::LocalBroker;
 use chorus::stack::{self, Role};
+use chorus_service::credential::Secret;
 use chorus_service::{parse_args, KafkaArgs};
 use tokio_util::sync::CancellationToken;
 
@@ -53,8 +54,11 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     }
     let mut regions = start_clusters(&args).await?;
     let all: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
+    // The link from fanout to edge takes only this process's own fanouts: a fresh secret per run.
+    let token = Secret::generate();
     for (i, region) in regions.iter_mut().enumerate() {
-        region.roles = start_roles(&args, u16::try_from(i)?, region, &all, &shutdown).await?;
+        let offset = u16::try_from(i)?;
+        region.roles = start_roles(&args, offset, region, &all, &token, &shutdown).await?;
     }
     let mirrors = start_mirrors(&regions, &shutdown).await?;
     for region in &regions {
@@ -126,9 +130,11 @@ async fn start_roles(
     offset: u16,
     region: &Region,
     all: &[String],
+    token: &Secret,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Vec<(&'static str, Role)>> {
     let port = |base: u16, step: u16| format!("127.0.0.1:{}", base + step * offset);
+    let token = format!("--internal-token={}", token.expose());
     let others: Vec<&str> = all
         .iter()
         .filter(|n| **n != region.name)
@@ -142,6 +148,9 @@ async fn start_roles(
             &port(args.ingest_port, 100),
             "--admin-listen",
             &port(args.admin_port, 10),
+            // No gateway on a developer's machine: the printed curl lines name their user with `x-user-id`.
+            "--auth",
+            "trusted-header",
         ])?,
         kafka.clone(),
         shutdown.child_token(),
@@ -159,13 +168,14 @@ async fn start_roles(
             "500",
             "--drain-ms",
             "1000",
+            &token,
         ])?,
         kafka.clone(),
         shutdown.child_token(),
     )
     .await?;
     let fanout_admin = port(args.admin_port + 2, 10);
-    let mut fanout_args = vec!["--admin-listen", &fanout_admin];
+    let mut fanout_args = vec!["--admin-listen", &fanout_admin, &token];
     if !others.is_empty() {
         fanout_args.push(&mirrored);
     }

@@ -52,8 +52,9 @@ enum Command {
     },
     /// Holds viewer connections and writes the events fanout pushes to them.
     Edge {
+        // Boxed: the largest configuration by far, and the enum is as large as its largest variant.
         #[command(flatten)]
-        config: EdgeConfig,
+        config: Box<EdgeConfig>,
         #[command(flatten)]
         kafka: KafkaArgs,
     },
@@ -106,7 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             role.task.await??;
         }
         Command::Edge { config, kafka } => {
-            let role = stack::spawn_edge(config, kafka, shutdown).await?;
+            let role = stack::spawn_edge(*config, kafka, shutdown).await?;
             role.task.await??;
         }
         Command::Analytics { config, kafka } => {

@@ -18,6 +18,8 @@ pub struct Role {
     pub addr: SocketAddr,
     /// Its admin address (metrics, health).
     pub admin: SocketAddr,
+    /// An edge's internal address (where fanout pushes).
+    pub internal: Option<SocketAddr>,
     /// Cancelling it stops this role alone.
     pub shutdown: CancellationToken,
     pub task: JoinHandle<anyhow::Result<()>>,
@@ -47,6 +49,7 @@ pub async fn spawn_ingest(
     Ok(Role {
         addr,
         admin,
+        internal: None,
         shutdown,
         task,
     })
@@ -58,7 +61,7 @@ pub async fn spawn_edge(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Role> {
     let (public, addr) = bind(config.listen).await?;
-    let (internal, _) = bind(config.internal_listen).await?;
+    let (internal, internal_addr) = bind(config.internal_listen).await?;
     let (admin_listener, admin) = bind(config.admin_listen).await?;
     let token = shutdown.clone();
     let listeners = EdgeListeners {
@@ -74,6 +77,7 @@ pub async fn spawn_edge(
     Ok(Role {
         addr,
         admin,
+        internal: Some(internal_addr),
         shutdown,
         task,
     })
@@ -96,6 +100,7 @@ where
     Ok(Role {
         addr: admin,
         admin,
+        internal: None,
         shutdown,
         task,
     })

@@ -57,8 +57,14 @@ async fn a_python_analytics_reader_decodes_every_field_of_what_was_posted() {
     let kafka = TestKafka::start().await;
     let shutdown = CancellationToken::new();
     let ingest = stack::spawn_ingest(
-        parse_args(&["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .expect("ingest args"),
+        parse_args(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--auth=trusted-header",
+        ])
+        .expect("ingest args"),
         kafka.args.clone(),
         shutdown.child_token(),
     )

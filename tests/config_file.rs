@@ -34,6 +34,7 @@ async fn flags_beat_the_environment_which_beats_the_file() {
          CHORUS_PARTITIONS={partitions}\n\
          CHORUS_INGEST_LISTEN=127.0.0.1:{file_listen}\n\
          CHORUS_INGEST_ADMIN_LISTEN=127.0.0.1:{file_admin}\n\
+         CHORUS_AUTH=trusted-header\n\
          CHORUS_EDGE_LEASE_TTL_MS=5000\n",
         kafka = kafka.args.brokers,
         prefix = kafka.args.topic_prefix,

@@ -339,3 +339,81 @@ async fn an_edge_that_requires_a_watch_token_refuses_viewers_without_one() {
     drop(socket);
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_headers_sent_twice_are_refused_and_store_nothing() {
+    let kafka = TestKafka::start().await;
+    // A gateway that appends its `x-user-id` instead of replacing the client's would let "mallory" through
+    // if the first one won.
+    let gateway = start_ingest(&kafka.args, &["--auth=trusted-header"]).await;
+    let twice = [
+        ("user", ("x-user-id", "mallory"), ("x-user-id", "alice")),
+        ("role", ("x-user-role", "owner"), ("x-user-role", "viewer")),
+    ];
+    for (name, (h1, v1), (h2, v2)) in twice {
+        let answer = gateway
+            .comment("final", "who am I?")
+            .user("alice")
+            .header(h1, v1)
+            .header(h2, v2)
+            .send()
+            .await;
+        assert_eq!(answer.status, 400, "{name}: {}", answer.body);
+        assert_eq!(answer.content_type(), Some("application/problem+json"));
+        assert_eq!(answer.body["type"], "urn:chorus:problem:duplicate-header");
+        let detail = answer.body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(h1), "{name}: {detail}");
+    }
+    let sentinel = gateway
+        .comment("final", "the end")
+        .user("alice")
+        .accepted()
+        .await;
+    assert_eq!(
+        stored_before(&kafka.args, &sentinel).await,
+        Vec::new(),
+        "nothing refused was stored"
+    );
+    gateway.shutdown.cancel();
+
+    let verifying = start_hs256_ingest(&kafka, &[]).await;
+    let token = hs256(&good_claims("alice"), SECRET);
+    let forged = hs256(&good_claims("mallory"), "guess");
+    let answer = verifying
+        .comment("final", "two tokens")
+        .bearer(&token)
+        .bearer(&forged)
+        .send()
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(answer.body["type"], "urn:chorus:problem:duplicate-header");
+    verifying.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_without_a_key_or_an_explicit_trusted_header_mode_refuses_to_start() {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus"));
+    command
+        .args([
+            "--log=warn",
+            "ingest",
+            "--listen=127.0.0.1:0",
+            "--admin-listen=127.0.0.1:0",
+            // Never reached: the start stops before any connection.
+            "--kafka=127.0.0.1:1",
+        ])
+        .env_remove("CHORUS_CONFIG")
+        .env_remove("CHORUS_AUTH")
+        .env_remove("CHORUS_JWT_HS256_SECRET")
+        .env_remove("CHORUS_JWT_RS256_PUBLIC_KEY_FILE")
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(WAIT, command.output())
+        .await
+        .expect("ingest stopped in time")
+        .expect("run chorus ingest");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "refused to start: {stderr}");
+    for hint in ["--auth trusted-header", "--jwt-hs256-secret"] {
+        assert!(stderr.contains(hint), "the message names {hint}: {stderr}");
+    }
+}

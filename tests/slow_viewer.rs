@@ -4,14 +4,13 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::Value;
 use support::load::post_at_rate;
+use support::viewer::{read_until, small_socket};
 use support::{metric, percentile, Cluster, Process};
-use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
 const HEALTHY: usize = 100;
@@ -20,49 +19,10 @@ const HEALTHY: usize = 100;
 /// the per-message wait, so a per-message timeout alone would never end a viewer whose last frame does not come.
 const RUN: Duration = Duration::from_secs(60);
 
-/// A healthy viewer: reads everything; returns (event ids, latencies in ms from ingest to arrival).
-async fn healthy(url: String, until: &'static str) -> (HashSet<String>, Vec<i64>) {
-    let (mut socket, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .expect("connect");
-    let (mut ids, mut latencies) = (HashSet::new(), Vec::new());
-    let deadline = tokio::time::Instant::now() + RUN;
-    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, socket.next()).await {
-        let Message::Text(text) = message else {
-            continue;
-        };
-        let frame: Value = serde_json::from_str(&text).expect("JSON");
-        if frame["type"] != "events" {
-            continue;
-        }
-        let now = chorus_service::clock::now_ms();
-        for event in frame["events"].as_array().expect("events") {
-            if event["text"] == until {
-                return (ids, latencies);
-            }
-            ids.insert(event["event_id"].as_str().expect("id").to_owned());
-            latencies.push(now - event["created_ms"].as_i64().expect("created"));
-        }
-    }
-    panic!("a healthy viewer did not see the end");
-}
-
 /// A viewer on a socket with a small receive buffer that reads one frame every 200 ms (a quarter of the frame
 /// rate at 200 comments/s); returns its frame types.
 async fn slow(url: String) -> Vec<String> {
-    let address = url
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .expect("host")
-        .parse()
-        .expect("addr");
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("rcvbuf");
-    let stream = socket.connect(address).await.expect("connect");
-    let (mut socket, _) = tokio_tungstenite::client_async(url, stream)
-        .await
-        .expect("handshake");
+    let mut socket = small_socket(&url).await;
     let mut types = Vec::new();
     let deadline = tokio::time::Instant::now() + RUN;
     while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, socket.next()).await {
@@ -96,7 +56,7 @@ async fn run(cluster: &Cluster, edge: &Process, stream: &str, with_bad_viewers: 
         (None, None)
     };
     let viewers: Vec<_> = (0..HEALTHY)
-        .map(|_| tokio::spawn(healthy(url.clone(), "the end")))
+        .map(|_| tokio::spawn(read_until(url.clone(), "the end", RUN)))
         .collect();
     support::wait_metric(edge.admin, "chorus_edge_joins_total", |v| {
         v >= (HEALTHY + 2 * usize::from(with_bad_viewers)) as f64

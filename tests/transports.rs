@@ -127,3 +127,40 @@ async fn long_poll_delivers_everything_between_polls_and_nothing_before_the_join
     assert_eq!(bad.status(), 400);
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_of_a_viewer_request_is_a_problem_document() {
+    let cluster = Cluster::start(1, 1).await;
+    let base = format!("http://{}", cluster.edges[0].addr);
+    let cases = [
+        ("GET", "/v1/streams/s/nowhere", 404, "not-found"),
+        ("GET", "/", 404, "not-found"),
+        ("POST", "/v1/streams/s/poll", 405, "method-not-allowed"),
+        ("GET", "/v1/streams/s/poll?wait_ms=soon", 400, "bad-query"),
+        ("GET", "/v1/streams/%FF/sse", 400, "bad-stream-id"),
+        ("GET", "/v1/streams/-s/poll", 400, "bad-stream-id"),
+    ];
+    for (method, path, status, kind) in cases {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let response = cluster
+            .http
+            .request(method, format!("{base}{path}"))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{path}"
+        );
+        let problem: Value = response.json().await.expect("a problem document");
+        assert_eq!(
+            problem["type"],
+            format!("urn:chorus:problem:{kind}"),
+            "{path}"
+        );
+        assert_eq!(problem["status"], status, "{path}");
+    }
+    cluster.stop().await;
+}

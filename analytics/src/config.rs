@@ -13,6 +13,9 @@ pub struct AnalyticsConfig {
         default_value = "127.0.0.1:9183"
     )]
     pub admin_listen: SocketAddr,
+    /// The admin port's header, body and idle timeouts and its cap on connections still to send their request.
+    #[command(flatten)]
+    pub serve: chorus_service::ServeArgs,
     /// Consumer group (its committed offsets show the consumer's lag; they never affect delivery).
     #[arg(
         long,

@@ -95,8 +95,10 @@ pub async fn run(
     let registry = Registry::new();
     let metrics = Metrics::register(&registry)?;
     let readiness = Readiness::waiting_for(&["assigned"]);
+    let server = chorus_service::Server::new(&config.serve, &registry, "analytics")?;
     tokio::spawn(chorus_service::serve_admin(
         admin,
+        server,
         registry,
         readiness.clone(),
         shutdown.clone(),

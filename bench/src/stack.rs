@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context;
 use chorus::broker::{free_port, LocalBroker};
+use chorus_service::credential::Secret;
 use chorus_service::{parse_args, KafkaArgs};
 use tokio::process::{Child, Command};
 
@@ -40,6 +42,12 @@ fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// The internal token of this run's fanouts and edges, fresh per bench process.
+fn internal_token() -> &'static str {
+    static TOKEN: OnceLock<Secret> = OnceLock::new();
+    TOKEN.get_or_init(Secret::generate).expose()
+}
+
 async fn spawn(kafka: &KafkaArgs, role: &str, flags: &[String]) -> anyhow::Result<Role> {
     let addr = local(free_port()?);
     let admin = local(free_port()?);
@@ -53,6 +61,10 @@ async fn spawn(kafka: &KafkaArgs, role: &str, flags: &[String]) -> anyhow::Resul
         .arg(format!("--admin-listen={admin}"))
         .args(flags)
         .kill_on_drop(true);
+    if matches!(role, "edge" | "fanout") {
+        // In the environment, not on the command line other users can read.
+        command.env("CHORUS_INTERNAL_TOKEN", internal_token());
+    }
     match role {
         "edge" => {
             command
@@ -60,7 +72,10 @@ async fn spawn(kafka: &KafkaArgs, role: &str, flags: &[String]) -> anyhow::Resul
                 .arg(format!("--internal-listen={}", local(free_port()?)));
         }
         "ingest" => {
-            command.arg(format!("--listen={addr}"));
+            // The load comes from many users named in `x-user-id`, as from a gateway.
+            command
+                .arg(format!("--listen={addr}"))
+                .arg("--auth=trusted-header");
         }
         _ => {}
     }

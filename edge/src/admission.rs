@@ -35,6 +35,11 @@ pub enum Refusal {
     Token(&'static str),
     /// `--require-token` is on but the edge has no usable key.
     CannotVerify,
+    /// A query string that does not parse (long-poll's `cursor` and `wait_ms`).
+    BadQuery,
+    /// No such route, or not with this method: viewers get problem documents for those too.
+    NotFound,
+    MethodNotAllowed,
 }
 
 impl Refusal {
@@ -50,6 +55,22 @@ impl Refusal {
                 "a stream id is 1 to 128 characters from A-Z a-z 0-9 . _ - and starts with a letter or digit",
             ),
             Refusal::BadCursor(detail) => bad("bad-cursor", detail),
+            Refusal::BadQuery => bad(
+                "bad-query",
+                "the query is not valid: `cursor` is a cursor this edge gave out, `wait_ms` milliseconds",
+            ),
+            Refusal::NotFound => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                "viewers connect at /v1/streams/{stream_id}/ws, /sse or /poll",
+            ),
+            Refusal::MethodNotAllowed => Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "the viewer endpoints take GET",
+            ),
             Refusal::Origin => refused(
                 StatusCode::FORBIDDEN,
                 "origin-not-allowed",
@@ -113,16 +134,17 @@ where
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
-        let Path(stream_id) = Path::<String>::from_request_parts(parts, state)
+        let refuse = |refusal: Refusal| refusal.respond(&EdgeMetrics::from_ref(state));
+        // A path segment that does not decode is no valid stream id either.
+        let stream_id = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(IntoResponse::into_response)?;
+            .map(|Path(id)| id)
+            .ok()
+            .filter(|id| chorus_schemas::is_valid_stream_id(id))
+            .ok_or_else(|| refuse(Refusal::BadStreamId))?;
         let ConnectInfo(client) = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let refuse = |refusal: Refusal| refusal.respond(&EdgeMetrics::from_ref(state));
-        if !chorus_schemas::is_valid_stream_id(&stream_id) {
-            return Err(refuse(Refusal::BadStreamId));
-        }
         let admitted = Arc::<Admission>::from_ref(state)
             .admit(client.ip(), &parts.headers, parts.uri.query())
             .map_err(refuse)?;

@@ -88,6 +88,11 @@ impl Attendance {
         }
     }
 
+    /// Whether `cursor` is one this edge could have given out for `stream_id` (see [`Rooms::carries`]).
+    pub fn carries(&self, stream_id: &str, cursor: &[JoinPosition]) -> bool {
+        self.rooms.carries(stream_id, cursor)
+    }
+
     /// A viewer left; when it was the last, the subscription is withdrawn after the linger, unless a viewer
     /// came back meanwhile.
     fn leave(&self, room: &Arc<Room>) {

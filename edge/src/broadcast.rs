@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chorus_schemas::wire::PushedEvent;
-use chorus_schemas::{PartitionPosition, TopicPartition};
+use chorus_schemas::TopicPartition;
 use chorus_service::clock;
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +16,7 @@ use crate::config::EdgeConfig;
 use crate::likes::LikesPacing;
 use crate::metrics::EdgeMetrics;
 use crate::occurrences::Occurrence;
+use crate::positions::SessionId;
 use crate::room::{lock, Room};
 use crate::rooms::Rooms;
 
@@ -46,6 +47,15 @@ impl Broadcast {
         }
     }
 
+    /// The rooms it broadcasts to.
+    pub fn rooms(&self) -> &Arc<Rooms> {
+        &self.rooms
+    }
+
+    pub fn metrics(&self) -> &EdgeMetrics {
+        &self.metrics
+    }
+
     /// Every flush tick until `stop`, sends the coalesced events and the held likes whose wait is over.
     pub async fn flush_every(self: Arc<Self>, stop: CancellationToken) {
         let Some(period) = self.flush_tick else {
@@ -72,12 +82,14 @@ impl Broadcast {
         }
     }
 
-    /// Broadcasts a batch from fanout to the viewers of each stream in it.
-    pub fn deliver(&self, events: Vec<PushedEvent>) {
+    /// Broadcasts a batch from push session `session` to the viewers of each stream in it (the events the
+    /// `positions` rule lets through).
+    pub fn deliver(&self, session: SessionId, events: Vec<PushedEvent>) {
         Occurrence::EventsReceived {
             count: events.len(),
         }
         .emit(&self.metrics);
+        let events = self.rooms.admit(session, events);
         let now = clock::now_ms();
         let mut by_stream: HashMap<String, Vec<PushedEvent>> = HashMap::new();
         let mut last: HashMap<TopicPartition, i64> = HashMap::new();
@@ -109,9 +121,10 @@ impl Broadcast {
                 .emit(&self.metrics),
             }
         }
-        self.rooms.advance(
-            last.iter()
-                .map(|(at, offset)| PartitionPosition::new(at, offset + 1))
+        self.rooms.passed(
+            session,
+            last.into_iter()
+                .map(|(at, offset)| (at, offset + 1))
                 .collect(),
         );
     }

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chorus_service::AuthArgs;
+use chorus_service::credential::{AdminTokenArgs, InternalTokenArgs};
+use chorus_service::{AuthArgs, ServeArgs};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EdgeConfig {
@@ -90,6 +91,29 @@ pub struct EdgeConfig {
     /// Largest message a viewer may send, in bytes.
     #[arg(long, env = "CHORUS_EDGE_MAX_INBOUND_BYTES", default_value_t = 4096)]
     pub max_inbound_bytes: usize,
+    /// Frames (messages, pings, pongs) a WebSocket viewer may send per second on average, after a first
+    /// `--inbound-frames-burst`; one more and it is closed with 1008 (policy violation). A viewer has nothing
+    /// to send but the pongs to the edge's pings.
+    #[arg(
+        long,
+        env = "CHORUS_EDGE_MAX_INBOUND_FRAMES_PER_S",
+        default_value_t = 5
+    )]
+    pub max_inbound_frames_per_s: u32,
+    /// Frames a WebSocket viewer may send at once (the bucket its per-second rate refills). Small: a viewer
+    /// that floods without reading must find the Close after the pongs to its first pings, and a 4 KB
+    /// receive buffer holds about a dozen frames.
+    #[arg(long, env = "CHORUS_EDGE_INBOUND_FRAMES_BURST", default_value_t = 8)]
+    pub inbound_frames_burst: u32,
+    /// Most bytes waiting in a WebSocket viewer's write buffer: a frame that does not fit (one larger than
+    /// this) cannot be sent, and the viewer is let go. The edge writes one frame at a time and flushes each
+    /// pong before reading on, so the buffer holds at most one frame and one pong.
+    #[arg(
+        long,
+        env = "CHORUS_EDGE_MAX_WRITE_BUFFER_BYTES",
+        default_value_t = 1 << 20
+    )]
+    pub max_write_buffer_bytes: usize,
     /// Heartbeat interval announced to viewers in `hello`, in milliseconds: WebSocket pings and SSE comments
     /// go out this often, and a WebSocket viewer silent for two of them is closed.
     #[arg(long, env = "CHORUS_EDGE_HEARTBEAT_MS", default_value_t = 15_000)]
@@ -136,6 +160,30 @@ pub struct EdgeConfig {
     /// The keys, issuer, audience and leeway watch tokens are checked with (used with `--require-token`).
     #[command(flatten)]
     pub auth: AuthArgs,
+    /// Header, body and idle timeouts, and the cap on connections still to send their request or upgrade
+    /// (public, internal and admin ports).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// The token fanout must present on the internal port (required: the edge does not start without it).
+    #[command(flatten)]
+    pub internal: InternalTokenArgs,
+    /// The token of `POST /drain` on the admin port, when set.
+    #[command(flatten)]
+    pub admin: AdminTokenArgs,
+    /// Fastest a partition's position may advance, in offsets per second: a position (from fanout's
+    /// heartbeats, or an event's offset) further ahead of the current one than this rate allows since it was
+    /// set, and at least one second's worth, is refused and counted, never adopted (0: no bound). Above the
+    /// busiest partition's rate: a burst beyond it only delays the position.
+    #[arg(long, env = "CHORUS_EDGE_POSITION_MAX_RATE", default_value_t = 50_000)]
+    pub position_max_rate: u64,
+    /// A fanout session that has not announced a partition for this long no longer holds it: another may
+    /// take its position over. Well above fanout's `--heartbeat-ms`.
+    #[arg(
+        long,
+        env = "CHORUS_EDGE_POSITION_OWNER_LAPSE_MS",
+        default_value_t = 1_000
+    )]
+    pub position_owner_lapse_ms: u64,
 }
 
 impl EdgeConfig {
@@ -168,5 +216,9 @@ impl EdgeConfig {
 
     pub fn likes_interval(&self) -> Duration {
         Duration::from_millis(self.likes_interval_ms)
+    }
+
+    pub fn position_owner_lapse(&self) -> Duration {
+        Duration::from_millis(self.position_owner_lapse_ms)
     }
 }

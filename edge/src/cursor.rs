@@ -1,5 +1,7 @@
 //! Cursors of long-poll and SSE clients: where a client stands in each topic carrying its stream, as text
 //! (`topic/partition/offset` joined by `,`; offset `-` when unknown). A cursor is a join position that moves.
+//! Only what the edge gives out is taken back: one position per topic, partitions and offsets never negative
+//! (and, checked against the rooms, only the stream's partition of topics that carry it).
 
 use crate::frames::{JoinPosition, StreamFrame};
 
@@ -16,15 +18,16 @@ pub fn encode(cursor: &[JoinPosition]) -> String {
 
 /// Parses a cursor; `None` for anything malformed (the client gets a 400).
 pub fn decode(text: &str) -> Option<Vec<JoinPosition>> {
-    text.split(',')
+    let cursor: Vec<JoinPosition> = text
+        .split(',')
         .map(|part| {
             let mut fields = part.rsplitn(3, '/');
             let offset = fields.next()?;
-            let partition = fields.next()?.parse().ok()?;
+            let partition = natural(fields.next()?)?;
             let topic = fields.next().filter(|t| !t.is_empty())?.to_owned();
             let offset = match offset {
                 "-" => None,
-                o => Some(o.parse().ok()?),
+                o => Some(natural(o)?),
             };
             Some(JoinPosition {
                 topic,
@@ -32,7 +35,20 @@ pub fn decode(text: &str) -> Option<Vec<JoinPosition>> {
                 offset,
             })
         })
-        .collect()
+        .collect::<Option<_>>()?;
+    let repeated = cursor
+        .iter()
+        .enumerate()
+        .any(|(i, p)| cursor[..i].iter().any(|q| q.topic == p.topic));
+    (!repeated).then_some(cursor)
+}
+
+/// Digits only: no sign (`parse` takes `+1` and `-1`).
+fn natural<T: std::str::FromStr>(text: &str) -> Option<T> {
+    text.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| text.parse().ok())
+        .flatten()
 }
 
 /// Moves `cursor` past the events of `frame`.
@@ -82,6 +98,10 @@ mod tests {
             "/3/1",
             "events/3/1,",
             "events/3/1.5",
+            "events/3/-1",
+            "events/-3/1",
+            "events/3/+1",
+            "events/3/1,events/3/2",
         ] {
             assert_eq!(decode(bad), None, "{bad:?}");
         }

@@ -14,4 +14,6 @@ pub enum EdgeError {
     Serve(#[from] std::io::Error),
     #[error("cannot verify watch tokens: {0}")]
     Auth(#[from] chorus_service::auth::AuthSetupError),
+    #[error(transparent)]
+    Credential(#[from] chorus_service::credential::CredentialError),
 }

@@ -11,15 +11,16 @@
 //!   (long-poll), routed in [`viewer_router`] with the [`state`] they share. Each starts with the
 //!   [`admission`] extractor (stream id, token, origin, limits; refusals as problem documents) and drives a
 //!   [`session`]: presence, join and `hello` or resume from a [`cursor`], `gap`, `reconnect`;
-//!   [`frames`]: the JSON frames viewers receive.
+//!   [`frames`]: the JSON frames viewers receive; [`inbound`]: what a WebSocket viewer may send.
 //! - [`attendance`]: a viewer's presence in its stream's room, and the subscription a stream's first viewer
 //!   writes and its last one's leaving withdraws after a linger; [`membership`]: lease and subscription
 //!   records.
 //! - [`rooms`]: the streams with viewers here and where fanout stands; [`room`]: one stream's state (join
 //!   positions, buffered frames, waiting events and likes); [`dedup`]: repeat suppression.
-//! - [`push`]: the internal endpoint fanout pushes to; [`broadcast`]: how its batches, likes and sampling
-//!   notes reach the rooms, and the flush tick; [`coalesce`]: how long events wait to go out together;
-//!   [`likes`]: at most one `likes` frame per stream per interval.
+//! - [`push`]: the internal endpoint fanout pushes to (only with the internal token); [`positions`]: which of
+//!   fanout's positions the edge believes, the rule over [`trust`]; [`broadcast`]: how its batches, likes
+//!   and sampling notes reach the rooms, and the flush tick; [`coalesce`]: how long events wait to go out
+//!   together; [`likes`]: at most one `likes` frame per stream per interval.
 //! - [`occurrences`]: everything counted (and logged) happening, each in one place; [`metrics`]: the
 //!   metrics they move; [`config`]; [`error`].
 
@@ -32,28 +33,33 @@ pub mod cursor;
 pub mod dedup;
 pub mod error;
 pub mod frames;
+pub mod inbound;
 pub mod likes;
 pub mod membership;
 pub mod metrics;
 pub mod occurrences;
 pub mod poll;
+pub mod positions;
 pub mod push;
 pub mod room;
 pub mod rooms;
 pub mod session;
 pub mod sse;
 pub mod state;
+pub mod trust;
 pub mod ws;
 
-use std::future::IntoFuture;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
-use chorus_service::{KafkaArgs, Readiness};
+use chorus_service::credential::Secret;
+use chorus_service::{KafkaArgs, Readiness, Server};
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -62,7 +68,7 @@ use tokio_util::task::TaskTracker;
 pub use config::EdgeConfig;
 pub use error::EdgeError;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Refusal};
 use crate::attendance::Attendance;
 use crate::broadcast::Broadcast;
 use crate::membership::Membership;
@@ -88,7 +94,17 @@ pub fn viewer_router(state: ViewerState) -> Router {
         .route("/v1/streams/{stream_id}/ws", get(ws::upgrade))
         .route("/v1/streams/{stream_id}/sse", get(sse::serve))
         .route("/v1/streams/{stream_id}/poll", get(poll::serve))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+async fn not_found(State(state): State<ViewerState>) -> Response {
+    Refusal::NotFound.respond(&state.metrics)
+}
+
+async fn method_not_allowed(State(state): State<ViewerState>) -> Response {
+    Refusal::MethodNotAllowed.respond(&state.metrics)
 }
 
 /// Runs an edge until `shutdown` is cancelled; then it closes viewers, withdraws its lease and subscriptions.
@@ -98,8 +114,10 @@ pub async fn run(
     listeners: EdgeListeners,
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
+    let (internal_token, admin_token) = (config.internal.secret()?, config.admin.secret()?);
     let registry = Registry::new();
     let metrics = EdgeMetrics::register(&registry)?;
+    let server = Server::new(&config.serve, &registry, "edge")?;
     let membership = Arc::new(cluster_membership(&config, &kafka, &listeners, &metrics)?);
     let rooms = Arc::new(Rooms::new(
         &config,
@@ -144,20 +162,18 @@ pub async fn run(
         metrics: metrics.clone(),
         shutdown: draining.clone(),
     };
-    let internal = push::router(rooms.clone(), broadcast, metrics.clone(), finished.clone());
+    let internal = push::router(broadcast, internal_token, finished.clone());
     let admin = tokio::spawn(chorus_service::admin::serve_admin_with(
         listeners.admin,
+        server.clone(),
         registry,
         Readiness::default(),
-        drain_route(draining.clone()),
+        drain_route(draining.clone(), admin_token, metrics.clone()),
         finished.clone(),
     ));
-    let internal = tokio::spawn(
-        axum::serve(listeners.internal, internal)
-            .with_graceful_shutdown(finished.clone().cancelled_owned())
-            .into_future(),
-    );
-    serve_viewers(listeners.public, viewers, tracker).await?;
+    let internal =
+        tokio::spawn(server.serve(listeners.internal, "internal", internal, finished.clone()));
+    serve_viewers(listeners.public, &server, viewers, tracker).await?;
     finished.cancel();
     membership.leave(&rooms.streams());
     for task in [internal, admin] {
@@ -190,13 +206,21 @@ fn cluster_membership(
     Membership::new(kafka, edge_id, push_url, metrics.clone())
 }
 
-/// `POST /drain` at the admin port: the edge starts draining.
-fn drain_route(draining: CancellationToken) -> Router {
+/// `POST /drain` at the admin port: the edge starts draining. With an admin token configured, only a request
+/// bearing it (401 otherwise).
+fn drain_route(draining: CancellationToken, token: Option<Secret>, metrics: EdgeMetrics) -> Router {
     Router::new().route(
         "/drain",
-        post(move || async move {
+        post(move |headers: HeaderMap| async move {
+            if let Err(refusal) = token.as_ref().map_or(Ok(()), |t| t.check(&headers)) {
+                Occurrence::AdminRefused {
+                    reason: refusal.reason(),
+                }
+                .emit(&metrics);
+                return refusal.problem().into_response();
+            }
             draining.cancel();
-            "draining\n"
+            "draining\n".into_response()
         }),
     )
 }
@@ -205,6 +229,7 @@ fn drain_route(draining: CancellationToken) -> Router {
 /// moments of the drain window), at most the window and a grace period.
 async fn serve_viewers(
     public: TcpListener,
+    server: &Server,
     state: ViewerState,
     tracker: TaskTracker,
 ) -> Result<(), EdgeError> {
@@ -222,12 +247,9 @@ async fn serve_viewers(
             }
         }
     });
-    axum::serve(
-        public,
-        viewer_router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(draining.cancelled_owned())
-    .await?;
+    server
+        .serve(public, "public", viewer_router(state), draining)
+        .await?;
     // No new viewers from here on.
     Occurrence::Draining.emit(&metrics);
     tracker.close();

@@ -35,6 +35,7 @@ pub struct ViewerMetrics {
     pub gaps: IntCounter,
     pub reconnects: IntCounterVec,
     pub liveness_timeouts: IntCounter,
+    pub violations: IntCounterVec,
     pub slow_disconnects: IntCounter,
     pub draining: IntGauge,
     pub join_to_first_event: Histogram,
@@ -77,6 +78,12 @@ impl ViewerMetrics {
                 "chorus_edge_liveness_timeouts_total",
                 "Viewers closed after two heartbeats without a sign of life",
             )?,
+            violations: m.counter_vec(
+                "chorus_edge_viewer_violations_total",
+                "WebSocket viewers closed for what they sent (with close code 1008, 1009, 1007 or 1002), \
+                 by reason (too_many_frames, too_big, invalid_utf8, protocol_error)",
+                &["reason"],
+            )?,
             slow_disconnects: m.counter(
                 "chorus_edge_slow_disconnects_total",
                 "Viewers disconnected because they kept falling behind",
@@ -107,6 +114,9 @@ impl ViewerMetrics {
 pub struct FeedMetrics {
     pub streams: IntGauge,
     pub push_sessions: IntGauge,
+    pub push_refused: IntCounterVec,
+    pub positions_refused: IntCounterVec,
+    pub admin_refused: IntCounterVec,
     pub push_batches: IntCounter,
     pub events_received: IntCounter,
     pub duplicates_dropped: IntCounter,
@@ -126,6 +136,23 @@ impl FeedMetrics {
             push_sessions: m.gauge(
                 "chorus_edge_push_sessions",
                 "Fanout instances connected to this edge",
+            )?,
+            push_refused: m.counter_vec(
+                "chorus_edge_push_refused_total",
+                "Connections to the internal port refused or push sessions dropped, by reason \
+                 (missing_token, invalid_token, malformed_batch, no_hello)",
+                &["reason"],
+            )?,
+            positions_refused: m.counter_vec(
+                "chorus_edge_positions_refused_total",
+                "Positions from fanout not adopted, and events dropped, by reason (not_owner, backwards, \
+                 ahead, invalid)",
+                &["reason"],
+            )?,
+            admin_refused: m.counter_vec(
+                "chorus_edge_admin_refused_total",
+                "Requests to the admin port's mutating routes refused, by reason (missing_token, invalid_token)",
+                &["reason"],
             )?,
             push_batches: m.counter(
                 "chorus_edge_push_batches_total",
@@ -179,12 +206,23 @@ mod tests {
             .inc();
         m.viewers.rejected.with_label_values(&["edge_full"]).inc();
         m.viewers.reconnects.with_label_values(&["ttl"]).inc();
+        m.viewers
+            .violations
+            .with_label_values(&["too_many_frames"])
+            .inc();
         m.feed.event_age.with_label_values(&["events"]).observe(0.1);
         m.feed
             .membership_writes
             .with_label_values(&["lease", "ok"])
             .inc();
-        assert_eq!(registry.gather().len(), 22, "every metric once");
+        for refused in [
+            &m.feed.push_refused,
+            &m.feed.positions_refused,
+            &m.feed.admin_refused,
+        ] {
+            refused.with_label_values(&["invalid"]).inc();
+        }
+        assert_eq!(registry.gather().len(), 26, "every metric once");
         assert!(EdgeMetrics::register(&registry).is_err(), "a name twice");
     }
 }

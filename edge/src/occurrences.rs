@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::metrics::EdgeMetrics;
+use crate::metrics::{EdgeMetrics, FeedMetrics};
 
 /// Something that happened on this edge.
 #[derive(Debug)]
@@ -34,6 +34,12 @@ pub enum Occurrence<'a> {
     },
     /// A WebSocket viewer silent for two heartbeats is closed.
     LivenessTimeout,
+    /// A WebSocket viewer is closed with `code` for what it sent (`reason`: the metric's label): too many
+    /// frames, or a breach of the protocol.
+    Violation {
+        reason: &'static str,
+        code: u16,
+    },
     /// A frame written to a viewer (on the hot path, as the next four: counted, not logged).
     FrameSent {
         bytes: usize,
@@ -81,6 +87,20 @@ pub enum Occurrence<'a> {
     },
     /// A push session that had said hello ended.
     FanoutDisconnected,
+    /// A connection to the internal port refused for its credential (`reason`: `missing_token` or
+    /// `invalid_token`), or a push session ended for breaking the link's protocol (`malformed_batch`,
+    /// `no_hello`).
+    PushRefused {
+        reason: &'static str,
+    },
+    /// A position (or an event) from fanout not adopted (see `positions`; `reason`: the metric's label).
+    PositionRefused {
+        reason: &'static str,
+    },
+    /// A request to a mutating admin route refused for its credential.
+    AdminRefused {
+        reason: &'static str,
+    },
     /// The edge stopped taking viewers and lets the connected ones go.
     Draining,
     /// A membership record was written, or not (`outcome`: `ok` or `error`; the writer logs why).
@@ -118,6 +138,10 @@ impl Occurrence<'_> {
                 tracing::debug!("silent viewer closed");
                 viewers.liveness_timeouts.inc();
             }
+            Occurrence::Violation { reason, code } => {
+                tracing::debug!(reason, code, "viewer closed for what it sent");
+                viewers.violations.with_label_values(&[reason]).inc();
+            }
             Occurrence::FrameSent { bytes } => {
                 viewers.frames_sent.inc();
                 viewers.bytes_sent.inc_by(bytes as u64);
@@ -145,11 +169,35 @@ impl Occurrence<'_> {
                 feed.push_sessions.inc();
             }
             Occurrence::FanoutDisconnected => feed.push_sessions.dec(),
+            Occurrence::PushRefused { .. }
+            | Occurrence::PositionRefused { .. }
+            | Occurrence::AdminRefused { .. } => self.emit_internal(feed),
             Occurrence::Draining => viewers.draining.set(1),
             Occurrence::MembershipWrite { record, outcome } => feed
                 .membership_writes
                 .with_label_values(&[record, outcome])
                 .inc(),
+        }
+    }
+}
+
+impl Occurrence<'_> {
+    /// The refusals on the internal link and the admin port.
+    fn emit_internal(self, feed: &FeedMetrics) {
+        match self {
+            Occurrence::PushRefused { reason } => {
+                tracing::warn!(reason, "push connection refused or dropped");
+                feed.push_refused.with_label_values(&[reason]).inc();
+            }
+            Occurrence::PositionRefused { reason } => {
+                tracing::debug!(reason, "position from fanout refused");
+                feed.positions_refused.with_label_values(&[reason]).inc();
+            }
+            Occurrence::AdminRefused { reason } => {
+                tracing::warn!(reason, "admin request refused: not the admin token");
+                feed.admin_refused.with_label_values(&[reason]).inc();
+            }
+            _ => {}
         }
     }
 }

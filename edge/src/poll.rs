@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::Utf8Bytes;
 use axum::extract::{Query, State};
 use axum::http::header;
@@ -32,19 +33,24 @@ pub struct PollQuery {
 
 pub async fn serve(
     State(state): State<ViewerState>,
-    Query(query): Query<PollQuery>,
+    query: Result<Query<PollQuery>, QueryRejection>,
     viewer: Viewer,
 ) -> Response {
-    let arrival = Arrival::new(&state, viewer, Transport::LongPoll);
+    let Ok(Query(query)) = query else {
+        return Refusal::BadQuery.respond(&state.metrics);
+    };
     let Some(text) = query.cursor else {
-        let (session, hello) = arrival.join();
+        let (session, hello) = Arrival::new(&state, viewer, Transport::LongPoll).join();
         session.greeted();
         return answer(&session.cursor(), &[hello]);
     };
-    let Some(at) = cursor::decode(&text) else {
+    // Checked before the viewer enters the room: a made-up cursor does not subscribe the edge to a stream.
+    let at = cursor::decode(&text).filter(|at| state.attendance.carries(&viewer.stream_id, at));
+    let Some(at) = at else {
         return Refusal::BadCursor("`cursor` is not a cursor this edge gave out")
             .respond(&state.metrics);
     };
+    let arrival = Arrival::new(&state, viewer, Transport::LongPoll);
     let (mut session, missed) = arrival.resume(at, "polled_after_buffer");
     let mut texts: Vec<Utf8Bytes> = missed.gap.into_iter().collect();
     for frame in &missed.frames {

@@ -134,6 +134,16 @@ impl Room {
         Some(state.generation)
     }
 
+    /// The stream's partition (of every topic carrying it).
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// Whether events of `topic` were broadcast here.
+    pub fn broadcast_from(&self, topic: &str) -> bool {
+        lock(&self.state).positions.contains_key(topic)
+    }
+
     /// Whether nobody came back since the last viewer of `generation` left.
     pub fn abandoned_since(&self, generation: u64) -> bool {
         let state = lock(&self.state);

@@ -2,25 +2,31 @@
 //!
 //! A room's first viewer and its last one's leaving matter to the cluster (the edge subscribes to the stream,
 //! and withdraws after a linger): the rooms say when, and their caller (`attendance`) does the writing.
-//! How events reach a room is the `broadcast` module's; what a room holds is the `room` module's.
+//! How events reach a room is the `broadcast` module's; what a room holds is the `room` module's; which of
+//! fanout's positions are believed is the `positions` module's (the rule is written there).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use chorus_schemas::wire::PushedEvent;
 use chorus_schemas::{partition_for, PartitionPosition, TopicPartition};
 
 use crate::config::EdgeConfig;
+use crate::frames::JoinPosition;
 use crate::metrics::EdgeMetrics;
 use crate::occurrences::Occurrence;
+use crate::positions::{Guard, SessionId, Trust};
 use crate::room::{lock, Joined, Room, RoomSettings};
 
 #[derive(Debug)]
 pub struct Rooms {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     /// Per topic-partition, the next offset fanout has handed on everything before (its heartbeats and
-    /// the batches broadcast here).
+    /// the batches broadcast here), as far as `trust` believes it.
     positions: Mutex<HashMap<TopicPartition, i64>>,
+    /// Who may move each position, and how far (its lock is taken before `positions`, never after).
+    trust: Guard,
     partitions: AtomicI32,
     events_topic: String,
     settings: RoomSettings,
@@ -37,6 +43,14 @@ impl Rooms {
         Rooms {
             rooms: Mutex::default(),
             positions: Mutex::default(),
+            trust: Guard::new(
+                Trust::new(
+                    events_topic.clone(),
+                    config.position_max_rate,
+                    config.position_owner_lapse(),
+                ),
+                metrics.clone(),
+            ),
             partitions: AtomicI32::new(partitions),
             events_topic,
             settings: RoomSettings {
@@ -69,11 +83,12 @@ impl Rooms {
             .filter(|(at, _)| at.partition == partition)
             .map(|(at, offset)| PartitionPosition::new(at, *offset))
             .collect();
-        let broadcast_from = start.iter().map(|p| (p.topic.clone(), p.offset)).collect();
+        // Nothing was broadcast in the room yet: its viewers join at the positions as they stand then (a new
+        // holder of the partition may set them below `start`).
         let room = Arc::new(Room::new(
             stream_id,
             partition,
-            broadcast_from,
+            HashMap::new(),
             self.settings,
         ));
         rooms.insert(stream_id.to_owned(), room.clone());
@@ -115,6 +130,26 @@ impl Rooms {
         lock(&self.rooms).get(stream_id).cloned()
     }
 
+    /// Whether this edge could have given out `cursor` for `stream_id`: every position in the stream's
+    /// partition of a topic known to carry it here (`events`, or one fanout announced a position of in that
+    /// partition, or one broadcast to the stream's room). Anything else is a cursor made up.
+    pub fn carries(&self, stream_id: &str, cursor: &[JoinPosition]) -> bool {
+        let room = self.room(stream_id);
+        let partition = room.as_ref().map_or_else(
+            || partition_for(stream_id, self.partitions.load(Ordering::Relaxed)),
+            |room| room.partition(),
+        );
+        // One lock at a time: a room's state is otherwise taken before the positions.
+        let known = |topic: &str| {
+            topic == self.events_topic
+                || lock(&self.positions).contains_key(&TopicPartition::new(topic, partition))
+                || room.as_ref().is_some_and(|room| room.broadcast_from(topic))
+        };
+        cursor
+            .iter()
+            .all(|p| p.partition == partition && known(&p.topic))
+    }
+
     /// Streams with a room, for the tombstones written at shutdown.
     pub fn streams(&self) -> Vec<String> {
         lock(&self.rooms).keys().cloned().collect()
@@ -127,17 +162,29 @@ impl Rooms {
         }
     }
 
-    /// Fanout has handed on every event before these positions.
-    pub fn advance(&self, positions: Vec<PartitionPosition>) {
-        let mut known = lock(&self.positions);
-        for p in positions {
-            let at = TopicPartition {
-                topic: p.topic,
-                partition: p.partition,
-            };
-            let slot = known.entry(at).or_insert(p.offset);
-            *slot = (*slot).max(p.offset);
-        }
+    /// Push session `session` says fanout handed on every event before these positions: adopted where they
+    /// fit. A `heartbeat` (a `Positions` frame) lists every partition the session holds.
+    pub fn announce(&self, session: SessionId, positions: Vec<PartitionPosition>, heartbeat: bool) {
+        let partitions = self.partitions.load(Ordering::Relaxed);
+        self.trust
+            .announce(&self.positions, partitions, session, positions, heartbeat);
+    }
+
+    /// The events pushed by `session` that may be delivered.
+    pub fn admit(&self, session: SessionId, events: Vec<PushedEvent>) -> Vec<PushedEvent> {
+        let partitions = self.partitions.load(Ordering::Relaxed);
+        self.trust
+            .admit(&self.positions, partitions, session, events)
+    }
+
+    /// Events from `session` were broadcast: per partition, the next offset after the last of them.
+    pub fn passed(&self, session: SessionId, last: HashMap<TopicPartition, i64>) {
+        self.trust.passed(&self.positions, session, last);
+    }
+
+    /// A push session ended: the partitions it held are free for another.
+    pub fn session_ended(&self, session: SessionId) {
+        self.trust.ended(session);
     }
 }
 
@@ -158,8 +205,13 @@ mod tests {
     #[test]
     fn the_first_viewer_is_announced_with_where_the_pipeline_stands() {
         let rooms = rooms();
-        rooms.advance(vec![position("events", 7), position("eu.events", 3)]);
-        rooms.advance(vec![position("events", 5)]);
+        rooms.announce(
+            1,
+            vec![position("events", 7), position("eu.events", 3)],
+            true,
+        );
+        rooms.announce(1, vec![position("events", 5)], false);
+        rooms.announce(2, vec![position("events", 9_000_000)], false);
         let mut announced = Vec::new();
         let room = rooms.enter("s", |stream, mut at| {
             at.sort_by(|a, b| a.topic.cmp(&b.topic));
@@ -180,6 +232,21 @@ mod tests {
             .map(|j| (j.topic.as_str(), j.offset))
             .collect();
         assert_eq!(offsets, [("events", Some(7)), ("eu.events", Some(3))]);
+    }
+
+    #[test]
+    fn cursors_name_only_the_streams_partition_of_topics_known_to_carry_it() {
+        let rooms = rooms();
+        rooms.announce(1, vec![position("eu.events", 3)], true);
+        let at = |topic: &str, partition| JoinPosition {
+            topic: topic.to_owned(),
+            partition,
+            offset: Some(1),
+        };
+        assert!(rooms.carries("s", &[at("events", 0), at("eu.events", 0)]));
+        assert!(rooms.carries("s", &[]));
+        assert!(!rooms.carries("s", &[at("secrets", 0)]), "a foreign topic");
+        assert!(!rooms.carries("s", &[at("events", 1)]), "another partition");
     }
 
     #[test]

@@ -43,11 +43,11 @@ pub async fn serve(
 ) -> Response {
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let resume_at = match last_event_id.map(cursor::decode) {
-        Some(None) => {
+        Some(Some(at)) if state.attendance.carries(&viewer.stream_id, &at) => Some(at),
+        Some(_) => {
             return Refusal::BadCursor("Last-Event-ID is not a cursor of this stream")
                 .respond(&state.metrics)
         }
-        Some(Some(at)) => Some(at),
         None => None,
     };
     let arrival = Arrival::new(&state, viewer, Transport::Sse);

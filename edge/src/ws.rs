@@ -1,7 +1,8 @@
 //! Viewers over WebSocket: `GET /v1/streams/{stream_id}/ws`. The server sends `hello` (with the join position),
 //! then `events` and `likes` frames as they come, `gap` when the viewer fell behind, and `reconnect` when the
 //! connection's lifetime ends or the edge drains. It pings every heartbeat and closes a viewer silent for two;
-//! one that keeps falling behind is let go. The same stream is served over Server-Sent Events
+//! one that keeps falling behind is let go. What a viewer sends is bounded by [`crate::inbound`]: a viewer
+//! in breach of it is closed with its close code. The same stream is served over Server-Sent Events
 //! ([`crate::sse`]) and long-poll ([`crate::poll`]); what they share is the [`Session`].
 
 use std::future::Future;
@@ -16,6 +17,7 @@ use crate::admission::Viewer;
 use crate::attendance::Transport;
 use crate::config::EdgeConfig;
 use crate::frames::{merge_likes, StreamFrame};
+use crate::inbound::{Heard, Inbound, Violation};
 use crate::metrics::EdgeMetrics;
 use crate::occurrences::Occurrence;
 use crate::session::{Arrival, Next, Session};
@@ -31,11 +33,14 @@ pub async fn upgrade(
 ) -> Response {
     let max = state.config.max_inbound_bytes;
     // Viewers send only small control frames: a small read buffer keeps an idle connection cheap, and with
-    // no write buffer each frame goes straight to the socket.
+    // no write buffer each frame goes straight to the socket. What may wait in it is bounded: by default it
+    // takes without limit the pongs to a viewer that does not read (the WebSocket layer answers every ping it
+    // reads, and reads on while the write blocks). The bound must be above 0, or the layer panics.
     ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(max.clamp(512, 8192))
         .write_buffer_size(0)
+        .max_write_buffer_size(state.config.max_write_buffer_bytes.max(1024))
         .on_upgrade(move |socket| watch(state, viewer, socket))
 }
 
@@ -44,6 +49,10 @@ pub async fn upgrade(
 enum Ending {
     Reconnect(&'static str),
     Silent,
+    /// The viewer sent a Close (answered by the WebSocket layer).
+    Closing,
+    /// The viewer broke the protocol or its allowance.
+    Violation(Violation),
     Gone,
 }
 
@@ -77,14 +86,14 @@ async fn serve(session: &mut Session, wire: &mut Wire) -> Ending {
     tokio::pin!(drain);
     let heartbeat = Duration::from_millis(config.heartbeat_ms.max(10));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-    let mut last_heard = tokio::time::Instant::now();
+    let mut inbound = Inbound::new(config.max_inbound_frames_per_s, config.inbound_frames_burst);
     let mut pace = Pace::new(&config);
     loop {
         let step = tokio::select! {
             () = &mut lifetime => Err(Ending::Reconnect("ttl")),
             () = &mut drain => Err(Ending::Reconnect("drain")),
             _ = ping.tick() => {
-                if last_heard.elapsed() > heartbeat * 2 {
+                if inbound.last_heard.elapsed() > heartbeat * 2 {
                     Occurrence::LivenessTimeout.emit(&wire.metrics);
                     Err(Ending::Silent)
                 } else {
@@ -96,13 +105,14 @@ async fn serve(session: &mut Session, wire: &mut Wire) -> Ending {
                 Next::Gap(gap) => pace.gap(wire, gap).await,
                 Next::Closed => Err(Ending::Gone),
             },
-            inbound = wire.socket.next() => match inbound {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => Err(Ending::Gone),
-                // Pongs, pings (answered by the WebSocket layer) and anything else: the viewer is alive.
-                Some(Ok(_)) => {
-                    last_heard = tokio::time::Instant::now();
-                    Ok(())
-                }
+            heard = wire.socket.next() => match inbound.hear(heard) {
+                Heard::Alive => Ok(()),
+                // The pong goes out before anything more is read: a viewer that does not read cannot make the
+                // edge queue pongs (the WebSocket layer would, reading on), and one that stopped is let go.
+                Heard::Ping => wire.flush().await,
+                Heard::Closing => Err(Ending::Closing),
+                Heard::Violation(violation) => Err(Ending::Violation(violation)),
+                Heard::Gone => Err(Ending::Gone),
             },
         };
         if let Err(ending) = step {
@@ -247,6 +257,11 @@ impl Wire {
         for text in texts {
             self.write(text, false).await?;
         }
+        self.flush().await
+    }
+
+    /// Flushes what was written, and what the WebSocket layer queued itself (a pong).
+    async fn flush(&mut self) -> Result<(), Ending> {
         within(self.timeout, &self.metrics, self.socket.flush()).await
     }
 
@@ -269,6 +284,21 @@ impl Wire {
             }
             Ending::Silent => {
                 let _ = tokio::time::timeout(timeout, self.socket.send(Message::Close(None))).await;
+            }
+            Ending::Closing => {
+                let _ = tokio::time::timeout(timeout, self.socket.flush()).await;
+            }
+            // The Close with its code goes out (bounded as any write), then the TCP close. A viewer that did
+            // not read what came before gets to it too: the allowance is small enough for all of it to fit
+            // in even a small receive buffer.
+            Ending::Violation(violation) => {
+                Occurrence::Violation {
+                    reason: violation.label(),
+                    code: violation.code(),
+                }
+                .emit(&self.metrics);
+                let close = Message::Close(Some(violation.close_frame()));
+                let _ = tokio::time::timeout(timeout, self.socket.send(close)).await;
             }
             Ending::Gone => {}
         }

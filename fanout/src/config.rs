@@ -12,6 +12,9 @@ pub struct FanoutConfig {
         default_value = "127.0.0.1:9182"
     )]
     pub admin_listen: SocketAddr,
+    /// The admin port's header, body and idle timeouts and its cap on connections still to send their request.
+    #[command(flatten)]
+    pub serve: chorus_service::ServeArgs,
     /// Consumer group over `events`; the instances of one region share it and split the partitions.
     #[arg(long, env = "CHORUS_FANOUT_GROUP", default_value = "chorus-fanout")]
     pub group: String,
@@ -60,6 +63,9 @@ pub struct FanoutConfig {
         default_value_t = 2_000
     )]
     pub connect_timeout_ms: u64,
+    /// The token presented to edges (required: fanout does not start without it).
+    #[command(flatten)]
+    pub internal: chorus_service::credential::InternalTokenArgs,
 }
 
 impl FanoutConfig {

@@ -20,4 +20,6 @@ pub enum FanoutError {
     Serve(#[from] std::io::Error),
     #[error("a fanout task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Credential(#[from] chorus_service::credential::CredentialError),
 }

@@ -65,11 +65,15 @@ pub async fn run(
     admin: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), FanoutError> {
+    // Edges take pushes only with it: without one, fanout could deliver nothing.
+    let token = config.internal.secret()?;
     let registry = Registry::new();
     let metrics = FanoutMetrics::register(&registry)?;
     let readiness = Readiness::waiting_for(&["tables", "partitions"]);
+    let server = chorus_service::Server::new(&config.serve, &registry, "fanout")?;
     let admin = tokio::spawn(chorus_service::serve_admin(
         admin,
+        server,
         registry,
         readiness.clone(),
         shutdown.clone(),
@@ -90,6 +94,7 @@ pub async fn run(
     let connector = Connector::new(
         router.clone(),
         config.clone(),
+        &token,
         metrics.clone(),
         shutdown.clone(),
     );

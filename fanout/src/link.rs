@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chorus_schemas::wire::{PushBatch, PushFrame};
+use chorus_service::credential::Secret;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +57,8 @@ pub trait LinkOwner: std::fmt::Debug + Send + Sync {
 pub struct Connector {
     owner: Arc<dyn LinkOwner>,
     config: FanoutConfig,
+    /// `Bearer <internal token>`, sent on every upgrade (marked sensitive: never logged).
+    authorization: HeaderValue,
     metrics: FanoutMetrics,
     shutdown: CancellationToken,
 }
@@ -62,12 +67,18 @@ impl Connector {
     pub fn new(
         owner: Arc<dyn LinkOwner>,
         config: FanoutConfig,
+        token: &Secret,
         metrics: FanoutMetrics,
         shutdown: CancellationToken,
     ) -> Self {
+        // A secret is printable ASCII, so the header value is valid; the fallback is never taken.
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        authorization.set_sensitive(true);
         Connector {
             owner,
             config,
+            authorization,
             metrics,
             shutdown,
         }
@@ -84,6 +95,7 @@ async fn run(connector: Connector, link: Link) {
     let Connector {
         owner,
         config,
+        authorization,
         metrics,
         shutdown,
     } = connector;
@@ -95,7 +107,7 @@ async fn run(connector: Connector, link: Link) {
     } = link;
     let mut backoff = FIRST_BACKOFF;
     while !shutdown.is_cancelled() && owner.wants(&edge, &url) {
-        let Some(mut socket) = dial(&url, &config, &metrics).await else {
+        let Some(mut socket) = dial(&url, &authorization, &config, &metrics).await else {
             if !pause(&shutdown, &mut backoff).await {
                 return;
             }
@@ -130,32 +142,48 @@ async fn run(connector: Connector, link: Link) {
     }
 }
 
-/// One connection attempt, counted by outcome unless it succeeds (the caller counts that).
-async fn dial(url: &str, config: &FanoutConfig, metrics: &FanoutMetrics) -> Option<Socket> {
+/// One connection attempt, presenting the internal token; counted by outcome unless it succeeds (the caller
+/// counts that).
+async fn dial(
+    url: &str,
+    authorization: &HeaderValue,
+    config: &FanoutConfig,
+    metrics: &FanoutMetrics,
+) -> Option<Socket> {
+    let failed = |outcome: &str| {
+        metrics
+            .edges
+            .link_connects
+            .with_label_values(&[outcome])
+            .inc();
+        None
+    };
+    let mut request = match url.into_client_request() {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::warn!(%error, %url, "an edge advertises a push URL that cannot be dialled");
+            return failed("error");
+        }
+    };
+    request
+        .headers_mut()
+        .insert(header::AUTHORIZATION, authorization.clone());
     let attempt = tokio::time::timeout(
         config.connect_timeout(),
-        tokio_tungstenite::connect_async(url),
+        tokio_tungstenite::connect_async(request),
     )
     .await;
     match attempt {
         Ok(Ok((socket, _))) => Some(socket),
+        Ok(Err(WsError::Http(response))) if response.status() == StatusCode::UNAUTHORIZED => {
+            tracing::warn!(%url, "the edge refused fanout's internal token: --internal-token differs");
+            failed("unauthorized")
+        }
         Ok(Err(error)) => {
-            metrics
-                .edges
-                .link_connects
-                .with_label_values(&["error"])
-                .inc();
             tracing::debug!(%error, "cannot connect to edge");
-            None
+            failed("error")
         }
-        Err(_) => {
-            metrics
-                .edges
-                .link_connects
-                .with_label_values(&["timeout"])
-                .inc();
-            None
-        }
+        Err(_) => failed("timeout"),
     }
 }
 

@@ -151,7 +151,8 @@ impl EdgeMetrics {
             )?,
             link_connects: m.counter_vec(
                 "chorus_fanout_link_connects_total",
-                "Connection attempts to edges, by outcome",
+                "Connection attempts to edges, by outcome (ok, error, timeout, unauthorized: the edge \
+                 refused the internal token)",
                 &["outcome"],
             )?,
             push_batches: m.counter(

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use chorus_service::AuthArgs;
+use chorus_service::{AuthArgs, ServeArgs};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct IngestConfig {
@@ -48,6 +48,9 @@ pub struct IngestConfig {
     /// How much one user, one address and one stream may post.
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Header, body and idle timeouts, and the cap on connections still to send their request (both ports).
+    #[command(flatten)]
+    pub serve: ServeArgs,
     /// How long a retry with the same `Idempotency-Key` gets the first answer back from this ingest, in seconds.
     #[arg(
         long,

@@ -11,9 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
-use axum::response::{IntoResponse, Response};
 use chorus_schemas::EventKind;
-use serde::Deserialize;
 
 use crate::identity::Authenticator;
 use crate::metrics::IngestMetrics;
@@ -46,17 +44,17 @@ impl PostTarget {
 }
 
 impl FromRequestParts<Arc<AppState>> for PostTarget {
-    /// A path axum cannot decode keeps axum's own answer; everything else is a problem document.
-    type Rejection = Response;
+    type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
+        // A path segment that does not decode (bad percent-encoding, not UTF-8) is no valid stream id either.
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(IntoResponse::into_response)?;
-        checked(&raw, &parts.headers, state).map_err(IntoResponse::into_response)
+            .map_err(|rejection| ApiError::BadStreamId(rejection.body_text()))?;
+        checked(&raw, &parts.headers, state)
     }
 }
 
@@ -103,11 +101,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 #[derive(Debug)]
 pub struct CommentText(pub String);
 
-#[derive(Debug, Deserialize)]
-struct CommentRequest {
-    text: String,
-}
-
 impl FromRequest<Arc<AppState>> for CommentText {
     type Rejection = ApiError;
 
@@ -118,9 +111,25 @@ impl FromRequest<Arc<AppState>> for CommentText {
             return Err(ApiError::UnsupportedMediaType);
         }
         let body = body.map_err(|rejection| body_rejection(rejection, state.max_body_bytes))?;
-        let request: CommentRequest = parse_json(&body)?;
-        validate::comment_text(&request.text)?;
-        Ok(CommentText(request.text))
+        let text = comment_text(&body)?;
+        validate::comment_text(&text)?;
+        Ok(CommentText(text))
+    }
+}
+
+/// The `text` of a comment's body, which must be a JSON object (other members are ignored).
+fn comment_text(body: &[u8]) -> Result<String, ApiError> {
+    let mut object: serde_json::Map<String, serde_json::Value> = parse_json(body)?;
+    match object.remove("text") {
+        Some(serde_json::Value::String(text)) => Ok(text),
+        Some(_) => Err(ApiError::InvalidField {
+            field: "text",
+            detail: "`text` must be a string".into(),
+        }),
+        None => Err(ApiError::InvalidField {
+            field: "text",
+            detail: "the body must have a `text` string".into(),
+        }),
     }
 }
 
@@ -177,7 +186,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     serde_json::from_slice(body).map_err(|error| match error.classify() {
         serde_json::error::Category::Data => ApiError::InvalidField {
             field: "body",
-            detail: format!("the body does not have the expected fields: {error}"),
+            detail: format!("the body must be a JSON object: {error}"),
         },
         _ => ApiError::MalformedJson(error.to_string()),
     })
@@ -221,13 +230,28 @@ mod tests {
     }
 
     #[test]
-    fn a_body_of_the_wrong_shape_is_an_invalid_field_and_bad_syntax_is_malformed() {
-        let wrong: Result<CommentRequest, _> = parse_json(br#"{"text":5}"#);
+    fn a_comment_body_is_an_object_with_a_text_string() {
+        assert_eq!(
+            comment_text(br#"{"text":"hi","extra":1}"#).ok().as_deref(),
+            Some("hi")
+        );
+        for (body, field) in [
+            (&br#"{"text":5}"#[..], "text"),
+            (br#"{}"#, "text"),
+            (br#"["hi"]"#, "body"),
+            (br#"["a","b"]"#, "body"),
+            (br#""hi""#, "body"),
+        ] {
+            match comment_text(body) {
+                Err(ApiError::InvalidField { field: got, .. }) => {
+                    assert_eq!(got, field, "{}", String::from_utf8_lossy(body))
+                }
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
         assert!(matches!(
-            wrong,
-            Err(ApiError::InvalidField { field: "body", .. })
+            comment_text(br#"{"text":"#),
+            Err(ApiError::MalformedJson(_))
         ));
-        let malformed: Result<CommentRequest, _> = parse_json(br#"{"text":"#);
-        assert!(matches!(malformed, Err(ApiError::MalformedJson(_))));
     }
 }

@@ -8,7 +8,7 @@
 //! The role is recorded in every event ([`chorus_schemas::StreamEvent::role`]). This module reads the request's
 //! headers (which header carries the identity is part of how it is verified) and hands the domain a [`Caller`].
 
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap, HeaderValue};
 use chorus_schemas::UserRole;
 use chorus_service::auth::{parse_role, AuthFailure, AuthSetupError, TokenVerifier};
 use chorus_service::AuthMode;
@@ -28,14 +28,16 @@ pub enum Authenticator {
 }
 
 impl Authenticator {
+    /// Ingest never guesses how callers prove who they are: with neither a JWT key nor `--auth
+    /// trusted-header` it refuses to start ([`AuthSetupError::Unconfigured`]).
     pub fn new(config: &IngestConfig) -> Result<Self, AuthSetupError> {
-        match (config.auth.mode(), config.auth.verifier()?) {
+        match (config.auth.mode()?, config.auth.verifier()?) {
             (AuthMode::Jwt, Some(verifier)) => Ok(Authenticator::Jwt(Box::new(verifier))),
             _ => {
                 tracing::warn!(
                     header = %config.user_header,
-                    "no JWT key configured (or --auth trusted-header): trusting the user-id header; \
-                     run ingest only behind a gateway that sets it"
+                    "--auth trusted-header: trusting the user-id header; run ingest only behind a gateway \
+                     that sets it"
                 );
                 Ok(Authenticator::TrustedHeader {
                     user_header: config.user_header.to_ascii_lowercase(),
@@ -52,13 +54,11 @@ impl Authenticator {
                 user_header,
                 role_header,
             } => {
-                let raw = headers
-                    .get(user_header.as_str())
-                    .and_then(|v| v.to_str().ok());
+                let raw = single(headers, user_header)?.and_then(|v| v.to_str().ok());
                 let user_id = validate::user_id(raw).ok_or_else(|| ApiError::Unauthenticated {
                     header: user_header.clone(),
                 })?;
-                let role = match headers.get(role_header.as_str()) {
+                let role = match single(headers, role_header)? {
                     None => UserRole::Viewer,
                     Some(value) => value.to_str().ok().and_then(parse_role).ok_or_else(|| {
                         ApiError::Forbidden(format!(
@@ -73,6 +73,7 @@ impl Authenticator {
                 })
             }
             Authenticator::Jwt(verifier) => {
+                single(headers, header::AUTHORIZATION.as_str())?;
                 let identity = verifier.verify_headers(headers).map_err(ApiError::Token)?;
                 if validate::user_id(Some(&identity.user_id)).is_none() {
                     return Err(ApiError::Forbidden(format!(
@@ -95,6 +96,16 @@ impl Authenticator {
     }
 }
 
+/// The value of `name`, refused when the request carries it more than once.
+fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h HeaderValue>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::DuplicateHeader(name.to_owned()));
+    }
+    Ok(first)
+}
+
 impl ApiError {
     /// The `reason` label of `chorus_ingest_auth_failures_total`, if this is an authentication failure.
     pub fn auth_failure_reason(&self) -> Option<&'static str> {
@@ -102,6 +113,7 @@ impl ApiError {
             ApiError::Unauthenticated { .. } => Some(AuthFailure::Missing.reason()),
             ApiError::Token(failure) => Some(failure.reason()),
             ApiError::Forbidden(_) => Some("forbidden"),
+            ApiError::DuplicateHeader(_) => Some("duplicate_header"),
             _ => None,
         }
     }

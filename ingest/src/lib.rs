@@ -14,9 +14,9 @@
 //!   side; [`metrics`]: what is counted, and each occurrence counted and logged in one place.
 //!
 //! The HTTP layer, which turns requests into posts and answers into responses:
-//! - [`routes`]: the router and the handlers; [`extract`]: the extractors (stream id, caller and key shared by
-//!   both post routes; the two bodies); [`middleware`]: the per-address limit and request metrics;
-//!   [`state`]: what every request shares.
+//! - [`routes`]: the router and the handlers; [`openapi`]: the OpenAPI document, narrowed to the auth mode;
+//!   [`extract`]: the extractors (stream id, caller and key shared by both post routes; the two bodies);
+//!   [`middleware`]: the per-address limit and request metrics; [`state`]: what every request shares.
 //! - [`identity`]: who is posting (a verified bearer token, or a trusted gateway's header) and their role;
 //!   [`problem`]: every refusal and the RFC 9457 problem document it is answered with.
 //!
@@ -30,6 +30,7 @@ pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 pub mod post;
 pub mod problem;
 pub mod producer;
@@ -37,11 +38,10 @@ pub mod routes;
 pub mod state;
 pub mod validate;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chorus_service::{KafkaArgs, Readiness};
+use chorus_service::{KafkaArgs, Readiness, Server};
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -68,17 +68,18 @@ pub async fn run(
         readiness.clone(),
         shutdown.clone(),
     ));
+    let server = Server::new(&config.serve, &registry, "ingest")?;
     let admin_task = tokio::spawn(chorus_service::serve_admin(
         admin,
+        server.clone(),
         registry,
         readiness,
         shutdown.clone(),
     ));
     tokio::spawn(keep_house(state.clone(), shutdown.clone()));
     tracing::info!(addr = ?listener.local_addr().ok(), "ingest listening");
-    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    server
+        .serve(listener, "public", app(state.clone()), shutdown.clone())
         .await?;
     state.ingest.flush(Duration::from_secs(5));
     shutdown.cancel();

@@ -31,6 +31,14 @@ pub enum ApiError {
     RateLimited(#[from] Refused),
     #[error("the Idempotency-Key header must be 1 to 128 visible ASCII characters")]
     BadIdempotencyKey,
+    /// An identity header sent more than once: a gateway that appends instead of replacing it would otherwise
+    /// let the client's own value through.
+    #[error("the `{0}` header is sent more than once; send it once")]
+    DuplicateHeader(String),
+    #[error("there is no {method} {path} here; see /openapi.json")]
+    NotFound { method: String, path: String },
+    #[error("{path} does not take {method}; see /openapi.json")]
+    MethodNotAllowed { method: String, path: String },
     #[error(transparent)]
     Post(#[from] PostError),
 }
@@ -83,6 +91,17 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 "bad-idempotency-key",
                 "Invalid Idempotency-Key",
+            ),
+            ApiError::DuplicateHeader(_) => (
+                StatusCode::BAD_REQUEST,
+                "duplicate-header",
+                "Duplicate header",
+            ),
+            ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::MethodNotAllowed { .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
             ),
             ApiError::Post(PostError::IdempotencyKeyReused(_)) => (
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,6 +31,9 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(posts)
         .route("/openapi.json", get(openapi))
+        // Every answer is a problem document, also for routes and methods that do not exist.
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -64,9 +67,28 @@ async fn accept(state: &AppState, post: Post) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-async fn openapi() -> impl IntoResponse {
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound {
+        method: method.to_string(),
+        path: shown_path(&uri),
+    }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: shown_path(&uri),
+    }
+}
+
+/// The request's path as it is echoed in a problem's detail: bounded, so a client cannot inflate answers.
+fn shown_path(uri: &Uri) -> String {
+    uri.path().chars().take(200).collect()
+}
+
+async fn openapi(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        include_str!("../openapi.json"),
+        state.openapi.clone(),
     )
 }

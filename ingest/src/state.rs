@@ -8,6 +8,7 @@ use crate::config::IngestConfig;
 use crate::error::IngestError;
 use crate::identity::Authenticator;
 use crate::metrics::IngestMetrics;
+use crate::openapi;
 use crate::post::Ingest;
 
 /// Shared by every request.
@@ -19,6 +20,8 @@ pub struct AppState {
     /// Take the client address from `X-Forwarded-For` (`--trust-forwarded-for`).
     pub trust_forwarded_for: bool,
     pub max_body_bytes: usize,
+    /// The OpenAPI document of this instance ([`crate::openapi`]).
+    pub openapi: String,
 }
 
 impl AppState {
@@ -29,10 +32,12 @@ impl AppState {
         registry: &Registry,
     ) -> Result<Self, IngestError> {
         let metrics = IngestMetrics::register(registry)?;
+        let authenticator = Authenticator::new(config)?;
         Ok(AppState {
             ingest: Ingest::new(config, kafka, codec, metrics.clone())?,
             metrics,
-            authenticator: Authenticator::new(config)?,
+            openapi: openapi::document(&authenticator),
+            authenticator,
             trust_forwarded_for: config.limits.trust_forwarded_for,
             max_body_bytes: config.max_body_bytes,
         })

@@ -23,4 +23,7 @@ pub struct MirrorConfig {
         default_value = "127.0.0.1:9184"
     )]
     pub admin_listen: SocketAddr,
+    /// The admin port's header, body and idle timeouts and its cap on connections still to send their request.
+    #[command(flatten)]
+    pub serve: chorus_service::ServeArgs,
 }

@@ -42,8 +42,10 @@ pub async fn run(
     let registry = Registry::new();
     let metrics = MirrorMetrics::register(&registry)?;
     let readiness = Readiness::waiting_for(&["topics"]);
+    let server = chorus_service::Server::new(&config.serve, &registry, "mirror")?;
     tokio::spawn(chorus_service::serve_admin(
         admin,
+        server,
         registry,
         readiness.clone(),
         shutdown.clone(),

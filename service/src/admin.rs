@@ -12,6 +12,8 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::serve::Server;
+
 /// Whether a role is ready for traffic (`/readyz`): the named conditions it still waits for. Cheap to clone;
 /// every clone sees the same state.
 #[derive(Debug, Clone, Default)]
@@ -63,27 +65,37 @@ pub fn admin_router(registry: Registry, readiness: Readiness) -> Router {
         })
 }
 
-/// Serves the admin routes on `listener` until `shutdown` is cancelled.
+/// Serves the admin routes on `listener` until `shutdown` is cancelled, with the role's timeouts and pending
+/// cap (`server`).
 pub async fn serve_admin(
     listener: TcpListener,
+    server: Server,
     registry: Registry,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_admin_with(listener, registry, readiness, Router::new(), shutdown).await
+    serve_admin_with(
+        listener,
+        server,
+        registry,
+        readiness,
+        Router::new(),
+        shutdown,
+    )
+    .await
 }
 
 /// Serves the admin routes and a role's own (`extra`, e.g. the edge's `POST /drain`).
 pub async fn serve_admin_with(
     listener: TcpListener,
+    server: Server,
     registry: Registry,
     readiness: Readiness,
     extra: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, admin_router(registry, readiness).merge(extra))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let router = admin_router(registry, readiness).merge(extra);
+    server.serve(listener, "admin", router, shutdown).await
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {

@@ -38,7 +38,8 @@ pub enum AuthMode {
 /// Token verification options, flattened into a role's configuration. `Debug` never shows the secret.
 #[derive(Clone, Default, clap::Args)]
 pub struct AuthArgs {
-    /// `jwt` or `trusted-header`. Default: `jwt` when a JWT key is configured, else `trusted-header`.
+    /// `jwt` or `trusted-header`. Default: `jwt` when a JWT key is configured; without one it must be given
+    /// (trusting a header is never a silent default).
     #[arg(long = "auth", env = "CHORUS_AUTH", value_enum)]
     pub auth: Option<AuthMode>,
     /// Shared secret of HS256-signed tokens.
@@ -79,6 +80,12 @@ impl std::fmt::Debug for AuthArgs {
 pub enum AuthSetupError {
     #[error("--auth jwt needs --jwt-hs256-secret or --jwt-rs256-public-key-file")]
     NoKey,
+    #[error(
+        "no way to tell who is posting: configure a JWT key (--jwt-hs256-secret or \
+         --jwt-rs256-public-key-file), or pass --auth trusted-header when a gateway in front sets the \
+         user-id header"
+    )]
+    Unconfigured,
     #[error("--jwt-hs256-secret must not be empty")]
     EmptySecret,
     #[error("cannot read the RS256 public key {path:?}: {source}")]
@@ -96,20 +103,20 @@ pub enum AuthSetupError {
 }
 
 impl AuthArgs {
-    /// The mode in force: `--auth` if given, else `jwt` exactly when a key is configured.
-    pub fn mode(&self) -> AuthMode {
+    /// The mode in force: `--auth` if given, else `jwt` when a key is configured; neither is an error.
+    pub fn mode(&self) -> Result<AuthMode, AuthSetupError> {
         match self.auth {
-            Some(mode) => mode,
+            Some(mode) => Ok(mode),
             None if self.jwt_hs256_secret.is_some() || self.jwt_rs256_public_key_file.is_some() => {
-                AuthMode::Jwt
+                Ok(AuthMode::Jwt)
             }
-            None => AuthMode::TrustedHeader,
+            None => Err(AuthSetupError::Unconfigured),
         }
     }
 
     /// The verifier for `--auth jwt` (reads the key file now), or `None` in trusted-header mode.
     pub fn verifier(&self) -> Result<Option<TokenVerifier>, AuthSetupError> {
-        match self.mode() {
+        match self.mode()? {
             AuthMode::TrustedHeader => Ok(None),
             AuthMode::Jwt => TokenVerifier::new(self).map(Some),
         }
@@ -320,13 +327,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mode_follows_the_configured_key() {
+    fn mode_follows_the_configured_key_and_is_never_guessed() {
         let mut args = AuthArgs::default();
-        assert_eq!(args.mode(), AuthMode::TrustedHeader);
+        assert!(matches!(args.mode(), Err(AuthSetupError::Unconfigured)));
+        assert!(matches!(args.verifier(), Err(AuthSetupError::Unconfigured)));
         args.jwt_hs256_secret = Some("s".into());
-        assert_eq!(args.mode(), AuthMode::Jwt);
+        assert_eq!(args.mode().ok(), Some(AuthMode::Jwt));
         args.auth = Some(AuthMode::TrustedHeader);
-        assert_eq!(args.mode(), AuthMode::TrustedHeader);
+        assert_eq!(args.mode().ok(), Some(AuthMode::TrustedHeader));
         let no_key = AuthArgs {
             auth: Some(AuthMode::Jwt),
             ..AuthArgs::default()

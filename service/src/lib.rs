@@ -3,7 +3,11 @@
 //! - [`kafka`]: typed Kafka settings turned into librdkafka configuration in one place, topic creation,
 //!   and how librdkafka's asynchronous errors are reported.
 //! - [`auth`]: bearer tokens (JWT, HS256 or RS256) and the roles they carry.
+//! - [`credential`]: the secrets Chorus's processes present to each other (the internal link's token, the
+//!   admin token), compared in constant time and never shown.
 //! - [`admin`]: the admin port every role serves (`/metrics`, `/healthz`, `/readyz`).
+//! - [`serve`]: how every listener is served: header, body and idle timeouts, and a cap on connections that
+//!   have not sent their request yet.
 //! - [`metrics`]: a role's Prometheus metrics, each created and registered in one call.
 //! - [`problem`]: RFC 9457 problem documents, the body of every refusal ingest and edges answer.
 //! - [`shutdown`]: the one shutdown path (a signal future feeding a cancellation token).
@@ -14,10 +18,12 @@
 pub mod admin;
 pub mod auth;
 pub mod clock;
+pub mod credential;
 pub mod kafka;
 pub mod metrics;
 pub mod problem;
 pub mod registry;
+pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
 
@@ -25,6 +31,7 @@ pub use admin::{serve_admin, Readiness};
 pub use auth::{AuthArgs, AuthFailure, AuthMode, TokenVerifier};
 pub use kafka::{KafkaArgs, KafkaSetupError};
 pub use problem::{Challenge, Problem, ProblemType};
+pub use serve::{ServeArgs, Server};
 pub use shutdown::shutdown_signal;
 
 /// Parses a role's configuration from command-line style arguments (defaults for everything not given).

@@ -132,6 +132,12 @@ impl Ingest {
     /// Starts it without waiting until it is ready (its broker may be unreachable on purpose).
     pub async fn spawn(kafka: &KafkaArgs, extra: &[&str]) -> Ingest {
         let mut args = vec!["--listen", LOCAL, "--admin-listen", LOCAL];
+        if !extra
+            .iter()
+            .any(|a| a.starts_with("--jwt") || a.starts_with("--auth"))
+        {
+            args.push("--auth=trusted-header");
+        }
         args.extend_from_slice(extra);
         let shutdown = CancellationToken::new();
         let role = stack::spawn_ingest(

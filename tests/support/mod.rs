@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// The internal token every test's fanouts and edges share (`--internal-token`).
+pub const INTERNAL_TOKEN: &str = "chorus-test-internal-token";
+
 /// A Kafka cluster for one test: its own Tansu process, or a shared cluster with a unique topic prefix.
 pub struct TestKafka {
     _broker: Option<LocalBroker>,
@@ -158,6 +161,7 @@ impl Cluster {
                 "--admin-listen",
                 LOCAL,
                 "--rate-limits=off",
+                "--auth=trusted-header",
             ])
             .expect("ingest args"),
             kafka.args.clone(),
@@ -198,6 +202,7 @@ impl Cluster {
     }
 
     pub async fn add_edge(&mut self, extra: &[&str]) -> usize {
+        let token = format!("--internal-token={INTERNAL_TOKEN}");
         let mut args = vec![
             "--listen",
             LOCAL,
@@ -207,6 +212,7 @@ impl Cluster {
             LOCAL,
             "--subscription-linger-ms",
             "100",
+            &token,
         ];
         if !extra.iter().any(|a| a.starts_with("--lease-ttl-ms")) {
             // Short, so the lease tests are quick.
@@ -230,7 +236,8 @@ impl Cluster {
 
     pub async fn add_fanout(&mut self) -> usize {
         let group = self.fanout_group();
-        let mut args = vec!["--admin-listen", LOCAL, "--group", &group];
+        let token = format!("--internal-token={INTERNAL_TOKEN}");
+        let mut args = vec!["--admin-listen", LOCAL, "--group", &group, &token];
         args.extend(self.fanout_args.iter().map(String::as_str));
         if !args.iter().any(|a| a.starts_with("--comment-budget")) {
             // Tests count every comment; the budget has tests of its own.

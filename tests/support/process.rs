@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chorus::stack;
 
-use super::WAIT;
+use super::{INTERNAL_TOKEN, WAIT};
 
 /// A role running as its own `chorus` process, so a test can kill it without any clean shutdown.
 pub struct Process {
@@ -30,6 +30,10 @@ impl Process {
             .arg(format!("--admin-listen={admin}"))
             .args(args)
             .kill_on_drop(true);
+        if matches!(role, "edge" | "fanout") {
+            // In the environment, as a deployment would pass it (a flag in `args` wins).
+            command.env("CHORUS_INTERNAL_TOKEN", INTERNAL_TOKEN);
+        }
         match role {
             "edge" => {
                 command
@@ -38,6 +42,12 @@ impl Process {
             }
             "ingest" => {
                 command.arg(format!("--listen={addr}"));
+                if !args
+                    .iter()
+                    .any(|a| a.starts_with("--jwt") || a.starts_with("--auth"))
+                {
+                    command.arg("--auth=trusted-header");
+                }
             }
             "fanout" if !args.iter().any(|a| a.starts_with("--comment-budget")) => {
                 command.arg("--comment-budget=0");

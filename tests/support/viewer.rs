@@ -1,10 +1,11 @@
 //! A viewer over WebSocket, as a browser or `chorus watch` would be.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -82,4 +83,58 @@ impl Viewer {
         })
         .await;
     }
+}
+
+/// A viewer that reads everything until a comment with text `until`, for at most `limit`: the event ids it
+/// saw before it, and each one's latency in ms (from its `created_ms` at ingest to its arrival here).
+pub async fn read_until(
+    url: String,
+    until: &'static str,
+    limit: Duration,
+) -> (HashSet<String>, Vec<i64>) {
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("connect");
+    let (mut ids, mut latencies) = (HashSet::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + limit;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, socket.next()).await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).expect("JSON");
+        if frame["type"] != "events" {
+            continue;
+        }
+        let now = chorus_service::clock::now_ms();
+        for event in frame["events"].as_array().expect("events") {
+            if event["text"] == until {
+                return (ids, latencies);
+            }
+            ids.insert(event["event_id"].as_str().expect("id").to_owned());
+            latencies.push(now - event["created_ms"].as_i64().expect("created"));
+        }
+    }
+    panic!("a viewer did not see {until:?} within {limit:?}");
+}
+
+/// A WebSocket over a socket with a 4 KB receive buffer, as a client that means to stop reading would open.
+pub async fn small_socket(url: &str) -> WebSocketStream<TcpStream> {
+    let address = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .expect("host")
+        .parse()
+        .expect("address");
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("receive buffer");
+    let stream = tokio::time::timeout(WAIT, socket.connect(address))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, stream))
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    socket
 }
