@@ -131,16 +131,37 @@ async fn long_poll_delivers_everything_between_polls_and_nothing_before_the_join
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_of_a_viewer_request_is_a_problem_document() {
     let cluster = Cluster::start(1, 1).await;
-    let base = format!("http://{}", cluster.edges[0].addr);
+    let edge = &cluster.edges[0];
+    let (viewers, admin) = (edge.addr.to_string(), edge.admin.to_string());
+    let internal = edge
+        .internal
+        .expect("the edge's internal address")
+        .to_string();
     let cases = [
-        ("GET", "/v1/streams/s/nowhere", 404, "not-found"),
-        ("GET", "/", 404, "not-found"),
-        ("POST", "/v1/streams/s/poll", 405, "method-not-allowed"),
-        ("GET", "/v1/streams/s/poll?wait_ms=soon", 400, "bad-query"),
-        ("GET", "/v1/streams/%FF/sse", 400, "bad-stream-id"),
-        ("GET", "/v1/streams/-s/poll", 400, "bad-stream-id"),
+        (&viewers, "GET", "/v1/streams/s/nowhere", 404, "not-found"),
+        (&viewers, "GET", "/", 404, "not-found"),
+        (
+            &viewers,
+            "POST",
+            "/v1/streams/s/poll",
+            405,
+            "method-not-allowed",
+        ),
+        (
+            &viewers,
+            "GET",
+            "/v1/streams/s/poll?wait_ms=soon",
+            400,
+            "bad-query",
+        ),
+        (&viewers, "GET", "/v1/streams/%FF/sse", 400, "bad-stream-id"),
+        (&viewers, "GET", "/v1/streams/-s/poll", 400, "bad-stream-id"),
+        (&admin, "GET", "/nowhere", 404, "not-found"),
+        (&admin, "GET", "/drain", 405, "method-not-allowed"),
+        (&internal, "GET", "/nowhere", 404, "not-found"),
     ];
-    for (method, path, status, kind) in cases {
+    for (host, method, path, status, kind) in cases {
+        let base = format!("http://{host}");
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let response = cluster
             .http

@@ -46,6 +46,8 @@ struct PushState {
 pub fn router(broadcast: Arc<Broadcast>, token: Secret, shutdown: CancellationToken) -> Router {
     Router::new()
         .route(PUSH_PATH, get(upgrade))
+        .fallback(chorus_service::problem::not_found)
+        .method_not_allowed_fallback(chorus_service::problem::method_not_allowed)
         .with_state(PushState {
             rooms: broadcast.rooms().clone(),
             metrics: broadcast.metrics().clone(),

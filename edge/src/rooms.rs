@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use chorus_schemas::topics::mirrored_region;
 use chorus_schemas::wire::PushedEvent;
 use chorus_schemas::{partition_for, PartitionPosition, TopicPartition};
 
@@ -139,9 +140,12 @@ impl Rooms {
             || partition_for(stream_id, self.partitions.load(Ordering::Relaxed)),
             |room| room.partition(),
         );
-        // One lock at a time: a room's state is otherwise taken before the positions.
+        // One lock at a time: a room's state is otherwise taken before the positions. A mirrored copy of the
+        // events topic is known by its name too: a viewer coming back to an edge that started since must not
+        // be refused before fanout's first positions arrive.
         let known = |topic: &str| {
             topic == self.events_topic
+                || mirrored_region(topic, &self.events_topic).is_some()
                 || lock(&self.positions).contains_key(&TopicPartition::new(topic, partition))
                 || room.as_ref().is_some_and(|room| room.broadcast_from(topic))
         };
@@ -245,7 +249,15 @@ mod tests {
         };
         assert!(rooms.carries("s", &[at("events", 0), at("eu.events", 0)]));
         assert!(rooms.carries("s", &[]));
+        assert!(
+            rooms.carries("s", &[at("us.events", 0)]),
+            "a mirrored copy not seen yet (an edge that just started)"
+        );
         assert!(!rooms.carries("s", &[at("secrets", 0)]), "a foreign topic");
+        assert!(
+            !rooms.carries("s", &[at("a.b.events", 0)]),
+            "not a mirrored copy"
+        );
         assert!(!rooms.carries("s", &[at("events", 1)]), "another partition");
     }
 

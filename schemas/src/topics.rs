@@ -32,11 +32,17 @@ impl Topics {
     /// The region whose copy of `events` `topic` is, when it is one (`<region>.<events>`, the region one
     /// name without dots).
     pub fn mirrored_region<'t>(&self, topic: &'t str) -> Option<&'t str> {
-        topic
-            .strip_suffix(self.events.as_str())
-            .and_then(|region| region.strip_suffix('.'))
-            .filter(|region| !region.is_empty() && !region.contains('.'))
+        mirrored_region(topic, &self.events)
     }
+}
+
+/// The region whose copy of the events topic `events` `topic` is, when it is one (see
+/// [`Topics::mirrored_region`]), for readers that know only the events topic's name.
+pub fn mirrored_region<'t>(topic: &'t str, events: &str) -> Option<&'t str> {
+    topic
+        .strip_suffix(events)
+        .and_then(|region| region.strip_suffix('.'))
+        .filter(|region| !region.is_empty() && !region.contains('.'))
 }
 
 /// One partition of one topic: the key of everything Chorus keeps per partition.

@@ -94,7 +94,10 @@ pub async fn serve_admin_with(
     extra: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let router = admin_router(registry, readiness).merge(extra);
+    let router = admin_router(registry, readiness)
+        .merge(extra)
+        .fallback(crate::problem::not_found)
+        .method_not_allowed_fallback(crate::problem::method_not_allowed);
     server.serve(listener, "admin", router, shutdown).await
 }
 

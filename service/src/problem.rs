@@ -145,6 +145,27 @@ impl IntoResponse for Problem {
     }
 }
 
+/// The answer of a route that does not exist, for routers without a fallback of their own (admin ports,
+/// the edge's internal port): a problem document like every other refusal.
+pub async fn not_found() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        "there is no such route here",
+    )
+}
+
+/// The answer of a route asked with a method it does not take (axum adds `Allow`).
+pub async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this route does not take this method",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
