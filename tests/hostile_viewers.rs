@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use support::load::post_at_rate;
-use support::viewer::{read_until, small_socket};
+use support::viewer::{latencies_without_loss, read_until, small_socket};
 use support::{metric, percentile, wait_metric, Cluster, Process, WAIT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -115,14 +115,7 @@ async fn healthy_p99(cluster: &Cluster, edge: &Process, stream: &str) -> i64 {
     tokio::time::timeout(WAIT, cluster.comment(stream, "test", "the end"))
         .await
         .expect("the last comment acknowledged in time");
-    let mut latencies = Vec::new();
-    for viewer in viewers {
-        let (ids, mut seen) = viewer.await.expect("viewer");
-        let lost = posted.iter().filter(|p| !ids.contains(&p.event_id)).count();
-        assert_eq!(lost, 0, "a healthy viewer lost {lost} comments");
-        latencies.append(&mut seen);
-    }
-    latencies.sort_unstable();
+    let latencies = latencies_without_loss(viewers, &posted).await;
     percentile(&latencies, 0.99)
 }
 

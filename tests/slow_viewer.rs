@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::Value;
 use support::load::post_at_rate;
-use support::viewer::{read_until, small_socket};
+use support::viewer::{latencies_without_loss, read_until, small_socket};
 use support::{metric, percentile, Cluster, Process};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -72,13 +72,7 @@ async fn run(cluster: &Cluster, edge: &Process, stream: &str, with_bad_viewers: 
     .await;
     assert_eq!(posted.len(), 2000, "every comment acknowledged");
     cluster.comment(stream, "test", "the end").await;
-    let mut latencies = Vec::new();
-    for viewer in viewers {
-        let (ids, mut seen) = viewer.await.expect("viewer");
-        let lost = posted.iter().filter(|p| !ids.contains(&p.event_id)).count();
-        assert_eq!(lost, 0, "a healthy viewer lost {lost} comments");
-        latencies.append(&mut seen);
-    }
+    let latencies = latencies_without_loss(viewers, &posted).await;
     if let Some(slow_viewer) = slow_viewer {
         let types = slow_viewer.await.expect("slow viewer");
         let tail = &types[types.len().saturating_sub(6)..];
@@ -94,7 +88,6 @@ async fn run(cluster: &Cluster, edge: &Process, stream: &str, with_bad_viewers: 
         );
     }
     drop(stalled);
-    latencies.sort_unstable();
     percentile(&latencies, 0.99)
 }
 

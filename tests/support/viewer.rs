@@ -138,3 +138,20 @@ pub async fn small_socket(url: &str) -> WebSocketStream<TcpStream> {
         .expect("handshake");
     socket
 }
+
+/// Waits for the viewers started with [`read_until`]; asserts that none lost any of `posted`, and returns
+/// all their latencies, sorted.
+pub async fn latencies_without_loss(
+    viewers: Vec<tokio::task::JoinHandle<(HashSet<String>, Vec<i64>)>>,
+    posted: &[super::load::Posted],
+) -> Vec<i64> {
+    let mut latencies = Vec::new();
+    for viewer in viewers {
+        let (ids, mut seen) = viewer.await.expect("viewer");
+        let lost = posted.iter().filter(|p| !ids.contains(&p.event_id)).count();
+        assert_eq!(lost, 0, "a healthy viewer lost {lost} comments");
+        latencies.append(&mut seen);
+    }
+    latencies.sort_unstable();
+    latencies
+}
