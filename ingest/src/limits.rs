@@ -7,7 +7,7 @@
 //! [`RateLimits::forget_idle`], which ingest calls periodically: memory follows the number of recently active
 //! keys, not every key ever seen.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -127,13 +127,7 @@ impl RateLimits {
 
     /// Counts one request from `address` (IPv6 by its /64: one subscriber usually holds a whole /64).
     pub fn check_address(&self, address: IpAddr) -> Result<(), Refused> {
-        let key = match address {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
-            },
-            v4 => v4,
-        };
+        let key = chorus_service::serve::client_key(address);
         check(self.address.as_ref(), &key, Limit::Address)
     }
 

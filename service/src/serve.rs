@@ -288,8 +288,8 @@ impl Drop for PendingGuard {
 }
 
 /// The address limits count by: an IPv4 address, or an IPv6 one's /64 (one subscriber's usual allocation,
-/// which a client can otherwise walk through).
-fn client_key(ip: IpAddr) -> IpAddr {
+/// which a client can otherwise walk through). Ingest's per-address rate limit counts by it too.
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
