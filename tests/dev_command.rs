@@ -4,7 +4,6 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use chorus::broker::free_port;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -59,12 +58,69 @@ async fn dev_with_two_regions_carries_a_comment_across() {
     try_dev(2).await;
 }
 
+/// The ports `chorus dev` is given and those it derives from them for a second region: the broker's next
+/// one, the admin ports' next two and those 10 up, the listeners' 100 up.
+struct Ports {
+    broker: u16,
+    admin: u16,
+    ingest: u16,
+    edge: u16,
+    internal: u16,
+}
+
+impl Ports {
+    fn at(base: u16) -> Self {
+        Self {
+            broker: base,
+            admin: base + 10,
+            ingest: base + 30,
+            edge: base + 31,
+            internal: base + 32,
+        }
+    }
+
+    fn all(&self) -> Vec<u16> {
+        let mut all = vec![self.broker, self.broker + 1];
+        all.extend((0..3).flat_map(|n| [self.admin + n, self.admin + 10 + n]));
+        all.extend(
+            [self.ingest, self.edge, self.internal]
+                .into_iter()
+                .flat_map(|p| [p, p + 100]),
+        );
+        all
+    }
+
+    /// A block of ports that are all free now, below the kernel's ephemeral range (32768 and up) so that no
+    /// outgoing connection of a test running alongside takes one before `chorus dev` listens on it.
+    fn free() -> Self {
+        let seed = std::process::id() as u64
+            ^ u64::from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("clock")
+                    .subsec_nanos(),
+            );
+        (0..200u64)
+            .map(|n| Self::at(20_000 + ((seed + n * 7919) % 12_000) as u16))
+            .find(|ports| {
+                ports
+                    .all()
+                    .iter()
+                    .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+            })
+            .expect("a free block of ports between 20000 and 32767")
+    }
+}
+
 async fn try_dev(regions: u16) {
-    let broker_port = free_port().expect("port");
-    let ingest_port = free_port().expect("port");
-    let edge_port = free_port().expect("port");
-    let internal_port = free_port().expect("port");
-    let admin_port = free_port().expect("port");
+    let ports = Ports::free();
+    let (broker_port, ingest_port, edge_port, internal_port, admin_port) = (
+        ports.broker,
+        ports.ingest,
+        ports.edge,
+        ports.internal,
+        ports.admin,
+    );
     let mut dev = Command::new(env!("CARGO_BIN_EXE_chorus"))
         .args(["dev", "--regions", &regions.to_string()])
         .args(["--broker-port", &broker_port.to_string()])
