@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chorus::broker::LocalBroker;
+use chorus::demo::DemoArgs;
 use chorus::stack::{self, Role};
 use chorus_service::credential::Secret;
 use chorus_service::{parse_args, KafkaArgs};
@@ -37,6 +38,9 @@ pub struct DevArgs {
     /// after; region i adds 10 i.
     #[arg(long, default_value_t = 9180)]
     admin_port: u16,
+    /// Port of the demo page (`chorus demo`), which posts to the first region's ingest and watches its edge.
+    #[arg(long, default_value_t = 8090)]
+    demo_port: u16,
 }
 
 struct Region {
@@ -66,7 +70,8 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             stack::wait_ready(role.admin, Duration::from_secs(30)).await?;
         }
     }
-    print_banner(&regions, &mirrors);
+    let demo = start_demo(&args, &regions, &shutdown).await?;
+    print_banner(&regions, &mirrors, &demo);
     shutdown.cancelled().await;
     eprintln!("stopping ...");
     let roles = regions
@@ -141,6 +146,8 @@ async fn start_roles(
         .map(String::as_str)
         .collect();
     let mirrored = format!("--mirrored-regions={}", others.join(","));
+    // The demo page's origin may post and read SSE and long-poll.
+    let origins = format!("--allowed-origins={}", demo_origin(args));
     let kafka = region.kafka.clone();
     let ingest = stack::spawn_ingest(
         parse_args(&[
@@ -151,6 +158,7 @@ async fn start_roles(
             // No gateway on a developer's machine: the printed curl lines name their user with `x-user-id`.
             "--auth",
             "trusted-header",
+            &origins,
         ])?,
         kafka.clone(),
         shutdown.child_token(),
@@ -169,6 +177,7 @@ async fn start_roles(
             "--drain-ms",
             "1000",
             &token,
+            &origins,
         ])?,
         kafka.clone(),
         shutdown.child_token(),
@@ -182,6 +191,37 @@ async fn start_roles(
     let fanout =
         stack::spawn_fanout(parse_args(&fanout_args)?, kafka, shutdown.child_token()).await?;
     Ok(vec![("ingest", ingest), ("edge", edge), ("fanout", fanout)])
+}
+
+fn demo_origin(args: &DevArgs) -> String {
+    format!("http://127.0.0.1:{}", args.demo_port)
+}
+
+/// The demo page, posting to the first region's ingest and watching its edge; its URL.
+async fn start_demo(
+    args: &DevArgs,
+    regions: &[Region],
+    shutdown: &CancellationToken,
+) -> anyhow::Result<String> {
+    let Some([(_, ingest), (_, edge), _]) = regions.first().map(|r| r.roles.as_slice()) else {
+        anyhow::bail!("the first region has no roles");
+    };
+    let demo = DemoArgs {
+        listen: ([127, 0, 0, 1], args.demo_port).into(),
+        ingest_url: format!("http://{}", ingest.addr),
+        edge_url: vec![format!("http://{}", edge.addr)],
+        stream: "demo".to_owned(),
+    };
+    let listener = tokio::net::TcpListener::bind(demo.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} for the demo page: {e}", demo.listen))?;
+    let shutdown = shutdown.child_token();
+    tokio::spawn(async move {
+        if let Err(error) = chorus::demo::serve(listener, &demo, shutdown).await {
+            eprintln!("the demo page stopped: {error:#}");
+        }
+    });
+    Ok(format!("{}/", demo_origin(args)))
 }
 
 /// A mirror from every region to every other.
@@ -208,7 +248,7 @@ async fn start_mirrors(
     Ok(mirrors)
 }
 
-fn print_banner(regions: &[Region], mirrors: &[(String, Role)]) {
+fn print_banner(regions: &[Region], mirrors: &[(String, Role)], demo: &str) {
     let mut banner = String::from("\nChorus is running.\n");
     for region in regions {
         let [(_, ingest), (_, edge), (_, fanout)] = region.roles.as_slice() else {
@@ -248,6 +288,9 @@ fn print_banner(regions: &[Region], mirrors: &[(String, Role)]) {
             ));
         }
     }
+    banner.push_str(&format!(
+        "\nOpen the demo page (comments posted with the curl above show there):\n  {demo}\n"
+    ));
     banner.push_str("\nCtrl-C stops everything.");
     println!("{banner}");
 }

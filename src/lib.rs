@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod config_file;
+pub mod demo;
 pub mod procstat;
 pub mod stack;
 pub mod watch;

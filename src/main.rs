@@ -74,6 +74,8 @@ enum Command {
     },
     /// Everything on one machine: a local broker (unless --kafka is given), ingest, fanout and edge.
     Dev(dev::DevArgs),
+    /// Serves the demo page: a player placeholder with live comments and likes, made with the browser client.
+    Demo(chorus::demo::DemoArgs),
     /// Connects to a viewer URL and prints every frame.
     Watch {
         /// e.g. ws://127.0.0.1:8081/v1/streams/demo/ws
@@ -119,6 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             role.task.await??;
         }
         Command::Dev(args) => dev::run(args, shutdown).await?,
+        Command::Demo(args) => chorus::demo::run(args, shutdown).await?,
         Command::Watch { url } => watch::run(&url, shutdown).await?,
     }
     Ok(())

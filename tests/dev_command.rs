@@ -66,6 +66,7 @@ struct Ports {
     ingest: u16,
     edge: u16,
     internal: u16,
+    demo: u16,
 }
 
 impl Ports {
@@ -76,11 +77,12 @@ impl Ports {
             ingest: base + 30,
             edge: base + 31,
             internal: base + 32,
+            demo: base + 40,
         }
     }
 
     fn all(&self) -> Vec<u16> {
-        let mut all = vec![self.broker, self.broker + 1];
+        let mut all = vec![self.broker, self.broker + 1, self.demo];
         all.extend((0..3).flat_map(|n| [self.admin + n, self.admin + 10 + n]));
         all.extend(
             [self.ingest, self.edge, self.internal]
@@ -128,6 +130,7 @@ async fn try_dev(regions: u16) {
         .args(["--edge-port", &edge_port.to_string()])
         .args(["--edge-internal-port", &internal_port.to_string()])
         .args(["--admin-port", &admin_port.to_string()])
+        .args(["--demo-port", &ports.demo.to_string()])
         .env("CHORUS_LOG", "warn")
         .env_remove("CHORUS_KAFKA")
         .process_group(0)
@@ -150,7 +153,22 @@ async fn try_dev(regions: u16) {
 
     let watch_line = line_where(&mut banner, START, |l| l.contains("-- watch ws://")).await;
     let comment_line = line_where(&mut banner, WAIT, |l| l.contains("/comments")).await;
+    let demo = format!("http://127.0.0.1:{}/", ports.demo);
+    line_where(&mut banner, WAIT, |l| l.trim() == demo).await;
     line_where(&mut banner, WAIT, |l| l.contains("Ctrl-C stops everything")).await;
+    // The demo page it prints is served, and knows where ingest is.
+    let page = reqwest::get(&demo).await.expect("demo page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("page");
+    assert!(html.contains("Comment"), "a comment box: {html}");
+    let config: serde_json::Value = reqwest::get(format!("{demo}config.json"))
+        .await
+        .expect("config")
+        .json()
+        .await
+        .expect("JSON");
+    let ingest = format!("http://127.0.0.1:{ingest_port}");
+    assert_eq!(config["ingest"], ingest.as_str(), "{config}");
     let broker = format!("127.0.0.1:{broker_port}");
     assert!(!refused(&broker).await, "the broker listens on {broker}");
 

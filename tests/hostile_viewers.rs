@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use support::load::post_at_rate;
 use support::viewer::{latencies_without_loss, read_until, small_socket};
-use support::{metric, percentile, wait_metric, Cluster, Process, WAIT};
+use support::{metric, percentile, wait_metric, Cluster, Process, SseReader, WAIT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -320,7 +320,7 @@ async fn frames_that_break_the_protocol_are_closed_with_1002() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cursors_the_edge_did_not_give_out_get_400() {
+async fn cursors_the_edge_did_not_give_out_are_not_resumed_and_the_viewer_stays() {
     let cluster = Cluster::start(1, 1).await;
     let edge = cluster.edges[0].addr;
     let poll = format!("http://{edge}/v1/streams/cursed/poll");
@@ -335,6 +335,7 @@ async fn cursors_the_edge_did_not_give_out_get_400() {
         .await
         .expect("JSON");
     let cursor = first["cursor"].as_str().expect("cursor").to_owned();
+    let (epoch, _) = cursor.split_once(':').expect("an epoch");
     let join = &first["frames"][0]["join"][0];
     let (topic, partition) = (
         join["topic"].as_str().expect("topic"),
@@ -342,10 +343,12 @@ async fn cursors_the_edge_did_not_give_out_get_400() {
     );
     let other = (partition + 1) % 4;
     let made_up = [
-        format!("{topic}/{partition}/-1"),
-        format!("secrets/{partition}/0"),
-        format!("{topic}/{other}/0"),
-        format!("{topic}/{partition}/1,{topic}/{partition}/2"),
+        format!("{epoch}:{topic}/{partition}/-1"),
+        format!("{epoch}:secrets/{partition}/0"),
+        format!("{epoch}:{topic}/{other}/0"),
+        format!("{epoch}:{topic}/{partition}/1,{topic}/{partition}/2"),
+        format!("{topic}/{partition}/0"),
+        "not a cursor".to_owned(),
     ];
     for bad in &made_up {
         let polled = cluster
@@ -355,24 +358,17 @@ async fn cursors_the_edge_did_not_give_out_get_400() {
             .send()
             .await
             .expect("poll");
-        let streamed = cluster
-            .http
-            .get(&sse)
-            .header("last-event-id", bad.as_str())
-            .send()
-            .await
-            .expect("sse");
-        for response in [polled, streamed] {
-            assert_eq!(response.status(), 400, "{bad}");
-            assert_eq!(
-                response.headers()["content-type"],
-                "application/problem+json",
-                "{bad}"
-            );
-            let problem: Value = response.json().await.expect("problem JSON");
-            assert_eq!(problem["type"], "urn:chorus:problem:bad-cursor", "{bad}");
-            assert_eq!(problem["status"], 400);
-        }
+        assert_eq!(polled.status(), 200, "{bad}");
+        let answer: Value = polled.json().await.expect("JSON");
+        let frames = answer["frames"].as_array().expect("frames");
+        assert_eq!(frames[0]["type"], "hello", "{bad}: {answer}");
+        assert_eq!(frames[0]["resumed"], false, "{bad}: {answer}");
+        assert_eq!(frames[1]["reason"], "not_resumed", "{bad}: {answer}");
+        let mut streamed = SseReader::open(&cluster.http, &sse, Some(bad)).await;
+        let hello = streamed.next().await.data;
+        assert_eq!(hello["resumed"], false, "{bad}: {hello}");
+        let gap = streamed.next().await.data;
+        assert_eq!(gap["reason"], "not_resumed", "{bad}: {gap}");
     }
     let again = cluster
         .http

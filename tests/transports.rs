@@ -44,17 +44,18 @@ async fn server_sent_events_deliver_from_the_join_and_resume_from_last_event_id(
 
     // A browser reconnecting with the hello's id gets what came after it, from the edge's buffer.
     let mut again = SseReader::open(&cluster.http, &url, Some(&hello_id)).await;
+    assert_eq!(
+        again.next().await.data["resumed"],
+        true,
+        "resumed from the edge's buffer"
+    );
     let (seen, _) = again.events_until(id(&first)).await;
     assert_eq!(seen.len(), 1, "resumed exactly after the hello: {seen:?}");
 
-    let bad = cluster
-        .http
-        .get(&url)
-        .header("last-event-id", "not a cursor")
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(bad.status(), 400);
+    // Not a cursor: a live-only join, told so.
+    let mut bad = SseReader::open(&cluster.http, &url, Some("not a cursor")).await;
+    assert_eq!(bad.next().await.data["resumed"], false);
+    assert_eq!(bad.next().await.data["reason"], "not_resumed");
     cluster.stop().await;
 }
 
@@ -117,14 +118,10 @@ async fn long_poll_delivers_everything_between_polls_and_nothing_before_the_join
         .expect("poll task");
     assert_eq!(frames[0]["events"][0]["event_id"], id(&three));
 
-    let bad = cluster
-        .http
-        .get(&base)
-        .query(&[("cursor", "nonsense")])
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(bad.status(), 400);
+    // Not a cursor: a live-only join, told so, with a cursor to go on with.
+    let (frames, _) = poll(Some("nonsense".to_owned()), 0).await;
+    assert_eq!(frames[0]["resumed"], false, "{frames:?}");
+    assert_eq!(frames[1]["reason"], "not_resumed", "{frames:?}");
     cluster.stop().await;
 }
 

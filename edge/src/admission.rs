@@ -123,6 +123,14 @@ impl Refusal {
 pub struct Viewer {
     pub stream_id: String,
     pub admitted: Admitted,
+    /// The cursor the viewer came back with: SSE's `Last-Event-ID`, else `?cursor=` (any transport).
+    pub cursor: Option<String>,
+}
+
+/// The query members a viewer's cursor comes in (others are the transports' own).
+#[derive(Debug, serde::Deserialize)]
+struct CursorQuery {
+    cursor: Option<String>,
 }
 
 impl<S> FromRequestParts<S> for Viewer
@@ -148,9 +156,19 @@ where
         let admitted = Arc::<Admission>::from_ref(state)
             .admit(client.ip(), &parts.headers, parts.uri.query())
             .map_err(refuse)?;
+        let last_event_id = parts
+            .headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok());
+        let cursor = last_event_id.map(str::to_owned).or_else(|| {
+            axum::extract::Query::<CursorQuery>::try_from_uri(&parts.uri)
+                .ok()
+                .and_then(|q| q.0.cursor)
+        });
         Ok(Viewer {
             stream_id,
             admitted,
+            cursor,
         })
     }
 }

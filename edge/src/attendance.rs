@@ -14,7 +14,8 @@ use crate::admission::Admitted;
 use crate::frames::JoinPosition;
 use crate::membership::Membership;
 use crate::metrics::EdgeMetrics;
-use crate::room::{Joined, Resumed, Room};
+use crate::positions::SessionId;
+use crate::room::{Held, Joined, Room};
 use crate::rooms::Rooms;
 
 /// How a viewer is connected (the label of the connection gauge).
@@ -93,6 +94,11 @@ impl Attendance {
         self.rooms.carries(stream_id, cursor)
     }
 
+    /// The push session that holds `at` now: the one to ask for what a resuming viewer missed.
+    pub fn holder(&self, at: &chorus_schemas::TopicPartition) -> Option<SessionId> {
+        self.rooms.holder(at)
+    }
+
     /// A viewer left; when it was the last, the subscription is withdrawn after the linger, unless a viewer
     /// came back meanwhile.
     fn leave(&self, room: &Arc<Room>) {
@@ -132,9 +138,15 @@ impl Presence {
         self.attendance.rooms.join(&self.room)
     }
 
-    /// Subscribes to the room's frames after `cursor`, with the buffered ones the client has not seen.
-    pub fn resume(&self, cursor: &[JoinPosition]) -> Resumed {
-        self.room.resume(cursor)
+    /// What the room holds of what a viewer coming back at `cursor` missed.
+    pub fn resume(&self, cursor: &[JoinPosition]) -> Held {
+        self.room
+            .resume(cursor, self.attendance.rooms.events_topic())
+    }
+
+    /// The epoch of the cursors this room gives out.
+    pub fn epoch(&self) -> &str {
+        self.room.epoch()
     }
 }
 

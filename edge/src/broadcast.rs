@@ -162,7 +162,13 @@ mod tests {
     fn edge(args: &[&str]) -> (Broadcast, Arc<Room>, EdgeMetrics) {
         let config: EdgeConfig = chorus_service::parse_args(args).expect("edge options");
         let metrics = EdgeMetrics::register(&prometheus::Registry::new()).expect("metrics");
-        let rooms = Arc::new(Rooms::new(&config, "events".into(), 1, metrics.clone()));
+        let rooms = Arc::new(Rooms::new(
+            &config,
+            "events".into(),
+            1,
+            "00",
+            metrics.clone(),
+        ));
         let room = rooms.enter("s", |_, _| {});
         (
             Broadcast::new(&config, rooms, metrics.clone()),

@@ -48,6 +48,14 @@ pub struct EdgeConfig {
     /// Frames buffered per stream for viewers that are behind; a viewer further behind gets a `gap` frame.
     #[arg(long, env = "CHORUS_EDGE_STREAM_BUFFER_FRAMES", default_value_t = 256)]
     pub stream_buffer_frames: usize,
+    /// How long a viewer may be away and resume with its cursor, in milliseconds: the stream's frames are
+    /// kept this long here (at most `--stream-buffer-frames`), and fanout keeps its routed events for its own
+    /// `--resume-window-ms`, for a viewer whose edge no longer holds them.
+    #[arg(long, env = "CHORUS_EDGE_RESUME_WINDOW_MS", default_value_t = 120_000)]
+    pub resume_window_ms: u64,
+    /// Longest a resuming viewer's `hello` waits for fanout's replay of what it missed, in milliseconds.
+    #[arg(long, env = "CHORUS_EDGE_RESUME_TIMEOUT_MS", default_value_t = 2_000)]
+    pub resume_timeout_ms: u64,
     /// Events of one stream go out together as one frame, encoded once for all its viewers, after waiting at
     /// most this many milliseconds when the stream has `--coalesce-full-viewers` viewers or more on this edge
     /// (0: a frame per batch from fanout, as it arrives).
@@ -212,6 +220,14 @@ impl EdgeConfig {
 
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.subscription_linger_ms)
+    }
+
+    pub fn resume_window(&self) -> Duration {
+        Duration::from_millis(self.resume_window_ms)
+    }
+
+    pub fn resume_timeout(&self) -> Duration {
+        Duration::from_millis(self.resume_timeout_ms)
     }
 
     pub fn likes_interval(&self) -> Duration {

@@ -1,11 +1,45 @@
-//! Cursors of long-poll and SSE clients: where a client stands in each topic carrying its stream, as text
+//! Cursors: what a viewer has been sent of its stream, as text it gives back to resume. The epoch of the
+//! positions (the cluster's, see [`epoch`]), `.`, a tag of the stream (a cursor of one stream is no cursor of
+//! another on the same partition), `:`, then where the viewer stands in each topic carrying the stream
 //! (`topic/partition/offset` joined by `,`; offset `-` when unknown). A cursor is a join position that moves.
-//! Only what the edge gives out is taken back: one position per topic, partitions and offsets never negative
-//! (and, checked against the rooms, only the stream's partition of topics that carry it).
+//! Only what an edge gives out is taken back: epoch and tag of hex digits, one position per topic,
+//! partitions and offsets never negative (and, checked against the rooms, only the stream's partition of
+//! topics that carry it).
 
 use crate::frames::{JoinPosition, StreamFrame};
 
-pub fn encode(cursor: &[JoinPosition]) -> String {
+/// A cursor a client came back with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub epoch: String,
+    /// The [`tag`] of the stream it was given out for.
+    pub stream: String,
+    pub positions: Vec<JoinPosition>,
+}
+
+/// The epoch of a cluster's positions: a digest of its id (a new cluster has a new one), the same on every
+/// edge of the region.
+pub fn epoch(cluster_id: &str) -> String {
+    format!("{:016x}", digest(cluster_id))
+}
+
+/// A stream's tag in its cursors.
+pub fn tag(stream_id: &str) -> String {
+    format!("{:08x}", digest(stream_id) as u32)
+}
+
+fn digest(text: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut digest = fnv::FnvHasher::default();
+    digest.write(text.as_bytes());
+    digest.finish()
+}
+
+pub fn encode(epoch: &str, stream_id: &str, cursor: &[JoinPosition]) -> String {
+    format!("{epoch}.{}:{}", tag(stream_id), positions(cursor))
+}
+
+fn positions(cursor: &[JoinPosition]) -> String {
     cursor
         .iter()
         .map(|p| {
@@ -16,8 +50,20 @@ pub fn encode(cursor: &[JoinPosition]) -> String {
         .join(",")
 }
 
-/// Parses a cursor; `None` for anything malformed (the client gets a 400).
-pub fn decode(text: &str) -> Option<Vec<JoinPosition>> {
+/// Parses a cursor; `None` for anything malformed.
+pub fn decode(text: &str) -> Option<Cursor> {
+    let (head, positions) = text.split_once(':')?;
+    let (epoch, stream) = head.split_once('.')?;
+    let hex = |t: &str| (1..=32).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(epoch) && hex(stream)).then_some(())?;
+    Some(Cursor {
+        epoch: epoch.to_owned(),
+        stream: stream.to_owned(),
+        positions: decode_positions(positions)?,
+    })
+}
+
+fn decode_positions(text: &str) -> Option<Vec<JoinPosition>> {
     let cursor: Vec<JoinPosition> = text
         .split(',')
         .map(|part| {
@@ -51,20 +97,43 @@ fn natural<T: std::str::FromStr>(text: &str) -> Option<T> {
         .flatten()
 }
 
-/// Moves `cursor` past the events of `frame`.
+/// `cursor` moved past `events`.
+pub fn past(
+    cursor: &[JoinPosition],
+    events: &[chorus_schemas::wire::PushedEvent],
+) -> Vec<JoinPosition> {
+    let mut after = cursor.to_vec();
+    for e in events {
+        match after.iter_mut().find(|p| p.topic == e.topic) {
+            Some(p) => p.offset = Some(p.offset.map_or(e.offset + 1, |o| o.max(e.offset + 1))),
+            None => after.push(JoinPosition {
+                topic: e.topic.clone(),
+                partition: e.partition,
+                offset: Some(e.offset + 1),
+            }),
+        }
+    }
+    after
+}
+
+/// Moves `cursor` past `frame`: past its events, and to the frame's own cursor (everything of the stream
+/// before it was broadcast, so a viewer that has the frame has been sent all of it from its join on).
 pub fn advance(cursor: &mut Vec<JoinPosition>, frame: &StreamFrame) {
-    for event in &frame.events {
-        match cursor.iter_mut().find(|p| p.topic == event.topic) {
-            Some(p) => {
-                p.offset = Some(
-                    p.offset
-                        .map_or(event.offset + 1, |o| o.max(event.offset + 1)),
-                )
-            }
+    let after = frame
+        .events
+        .iter()
+        .map(|e| (e.topic.as_str(), e.partition, e.offset + 1));
+    let stands = frame
+        .cursor
+        .iter()
+        .filter_map(|c| Some((c.topic.as_str(), c.partition, c.offset?)));
+    for (topic, partition, next) in after.chain(stands) {
+        match cursor.iter_mut().find(|p| p.topic == topic) {
+            Some(p) => p.offset = Some(p.offset.map_or(next, |o| o.max(next))),
             None => cursor.push(JoinPosition {
-                topic: event.topic.clone(),
-                partition: event.partition,
-                offset: Some(event.offset + 1),
+                topic: topic.to_owned(),
+                partition,
+                offset: Some(next),
             }),
         }
     }
@@ -88,11 +157,25 @@ mod tests {
                 offset: None,
             },
         ];
-        let text = encode(&cursor);
-        assert_eq!(text, "events/3/42,eu.t1.events/3/-");
-        assert_eq!(decode(&text), Some(cursor));
+        let text = encode("00ff", "s", &cursor);
+        let expected = format!("00ff.{}:events/3/42,eu.t1.events/3/-", tag("s"));
+        assert_eq!(text, expected);
+        let decoded = decode(&text).expect("a cursor");
+        assert_eq!(decoded.epoch, "00ff");
+        assert_eq!((decoded.stream, decoded.positions), (tag("s"), cursor));
+        assert_ne!(tag("s"), tag("t"));
+        assert_eq!(epoch("chorus-eu"), epoch("chorus-eu"));
+        assert_ne!(epoch("chorus-eu"), epoch("chorus-us"));
         for bad in [
-            "",
+            "events/3/42",
+            ":events/3/42",
+            "00ff:events/3/42",
+            "x.1:events/3/42",
+            "0.1:",
+        ] {
+            assert_eq!(decode(bad), None, "{bad:?}");
+        }
+        for bad in [
             "events/3",
             "events/x/1",
             "/3/1",
@@ -103,6 +186,7 @@ mod tests {
             "events/3/+1",
             "events/3/1,events/3/2",
         ] {
+            assert_eq!(decode(&format!("00ff.01:{bad}")), None, "{bad:?}");
             assert_eq!(decode(bad), None, "{bad:?}");
         }
     }

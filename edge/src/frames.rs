@@ -28,10 +28,16 @@ pub enum ServerFrame<'a> {
         heartbeat_ms: u64,
         /// The stream's like count so far.
         likes_total: u64,
+        /// What the viewer has been sent: to come back with.
+        cursor: &'a str,
+        /// Whether the viewer came back with a cursor and gets everything after it.
+        resumed: bool,
     },
     Events {
         stream_id: &'a str,
         events: Vec<ViewerEvent<'a>>,
+        /// What the viewer has been sent once it has this frame.
+        cursor: &'a str,
     },
     Likes {
         stream_id: &'a str,
@@ -55,6 +61,7 @@ pub enum ServerFrame<'a> {
         stream_id: &'a str,
         reason: &'a str,
         delay_ms: u64,
+        cursor: &'a str,
     },
 }
 
@@ -93,6 +100,11 @@ fn join_offset(join: &Join, topic: &str) -> i64 {
 /// What one push batch means to the viewers of one stream, encoded once.
 #[derive(Debug)]
 pub struct StreamFrame {
+    /// Per topic, the next offset after everything broadcast to the stream up to this frame (the cursor
+    /// its `events` frame carries).
+    pub cursor: Vec<JoinPosition>,
+    /// The epoch of that cursor.
+    pub epoch: std::sync::Arc<str>,
     /// Lowest offset per topic in the frame; a viewer that joined at or before all of them takes the frame as
     /// it is.
     pub first_offsets: Vec<(String, i64)>,
@@ -106,11 +118,18 @@ pub struct StreamFrame {
 }
 
 impl StreamFrame {
-    /// Encodes `events` (all of one stream, in offset order per topic) for its viewers.
-    pub fn encode(stream_id: &str, events: Vec<PushedEvent>) -> Option<StreamFrame> {
+    /// Encodes `events` (all of one stream, in offset order per topic) for its viewers, with the cursor of
+    /// the stream after them.
+    pub fn encode(
+        stream_id: &str,
+        events: Vec<PushedEvent>,
+        epoch: &std::sync::Arc<str>,
+        cursor: Vec<JoinPosition>,
+    ) -> Option<StreamFrame> {
         if events.is_empty() {
             return None;
         }
+        let text = crate::cursor::encode(epoch, stream_id, &cursor);
         let mut first_offsets: Vec<(String, i64)> = Vec::new();
         for e in &events {
             match first_offsets.iter_mut().find(|(t, _)| *t == e.topic) {
@@ -118,8 +137,10 @@ impl StreamFrame {
                 None => first_offsets.push((e.topic.clone(), e.offset)),
             }
         }
-        let comments = encode_comments(stream_id, &events);
+        let comments = encode_comments(stream_id, &events, &text);
         Some(StreamFrame {
+            cursor,
+            epoch: epoch.clone(),
             first_offsets,
             events,
             comments,
@@ -130,6 +151,8 @@ impl StreamFrame {
     /// A `gap` frame telling the viewers how many comments the stream's budget left out.
     pub fn sampled(stream_id: &str, left_out: u64) -> StreamFrame {
         StreamFrame {
+            cursor: Vec::new(),
+            epoch: "".into(),
             first_offsets: Vec::new(),
             events: Vec::new(),
             comments: Some(
@@ -153,6 +176,8 @@ impl StreamFrame {
         }
         .to_text();
         StreamFrame {
+            cursor: Vec::new(),
+            epoch: "".into(),
             first_offsets: Vec::new(),
             events: Vec::new(),
             comments: None,
@@ -166,10 +191,25 @@ impl StreamFrame {
             .all(|(topic, first)| join_offset(join, topic) <= *first)
     }
 
-    /// The frame as a viewer that joined at `join` must see it: whole when it joined before the frame,
-    /// re-encoded without the events before its join otherwise.
-    pub fn for_viewer(&self, stream_id: &str, join: &Join) -> Vec<Utf8Bytes> {
-        if self.whole_for(join) {
+    /// Whether the frame's cursor is at or past `position` in every topic (a viewer ahead of the room, just
+    /// resumed from fanout's replay, must not be given a cursor behind what it was sent).
+    fn cursor_covers(&self, position: &Join) -> bool {
+        position.iter().all(|p| {
+            p.offset.is_none_or(|o| {
+                self.cursor
+                    .iter()
+                    .any(|c| c.topic == p.topic && c.offset.is_some_and(|next| next >= o))
+            })
+        })
+    }
+
+    /// The frame as a viewer at `position` (where it joined, or what it was sent) must see it: whole when
+    /// the frame is all after it, re-encoded without the events before it (and with the viewer's cursor)
+    /// otherwise.
+    pub fn for_viewer(&self, stream_id: &str, position: &Join) -> Vec<Utf8Bytes> {
+        let events_whole =
+            self.comments.is_none() || self.events.is_empty() || self.cursor_covers(position);
+        if self.whole_for(position) && events_whole {
             return self
                 .comments
                 .iter()
@@ -180,10 +220,15 @@ impl StreamFrame {
         let later: Vec<PushedEvent> = self
             .events
             .iter()
-            .filter(|e| e.offset >= join_offset(join, &e.topic))
+            .filter(|e| e.offset >= join_offset(position, &e.topic))
             .cloned()
             .collect();
-        encode_comments(stream_id, &later).into_iter().collect()
+        let mut after = position.to_vec();
+        crate::cursor::advance(&mut after, self);
+        let text = crate::cursor::encode(&self.epoch, stream_id, &after);
+        encode_comments(stream_id, &later, &text)
+            .into_iter()
+            .collect()
     }
 
     /// Events in this frame that a viewer joined at `join` receives.
@@ -231,7 +276,7 @@ pub fn merge_likes(stream_id: &str, frames: Vec<Arc<StreamFrame>>) -> Vec<Arc<St
         .collect()
 }
 
-fn encode_comments(stream_id: &str, events: &[PushedEvent]) -> Option<Utf8Bytes> {
+fn encode_comments(stream_id: &str, events: &[PushedEvent], cursor: &str) -> Option<Utf8Bytes> {
     let comments: Vec<ViewerEvent<'_>> = events
         .iter()
         .map(|e| ViewerEvent {
@@ -253,6 +298,7 @@ fn encode_comments(stream_id: &str, events: &[PushedEvent]) -> Option<Utf8Bytes>
         ServerFrame::Events {
             stream_id,
             events: comments,
+            cursor,
         }
         .to_text()
     })

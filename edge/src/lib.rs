@@ -16,7 +16,9 @@
 //!   writes and its last one's leaving withdraws after a linger; [`membership`]: lease and subscription
 //!   records.
 //! - [`rooms`]: the streams with viewers here and where fanout stands; [`room`]: one stream's state (join
-//!   positions, buffered frames, waiting events and likes); [`dedup`]: repeat suppression.
+//!   positions, buffered frames, waiting events and likes); [`kept`]: the frames a room keeps for viewers
+//!   coming back with a cursor; [`replay`]: asking fanout for what a resuming viewer missed that the room
+//!   does not hold; [`dedup`]: repeat suppression.
 //! - [`push`]: the internal endpoint fanout pushes to (only with the internal token); [`positions`]: which of
 //!   fanout's positions the edge believes, the rule over [`trust`]; [`broadcast`]: how its batches, likes
 //!   and sampling notes reach the rooms, and the flush tick; [`coalesce`]: how long events wait to go out
@@ -34,6 +36,7 @@ pub mod dedup;
 pub mod error;
 pub mod frames;
 pub mod inbound;
+pub mod kept;
 pub mod likes;
 pub mod membership;
 pub mod metrics;
@@ -41,6 +44,7 @@ pub mod occurrences;
 pub mod poll;
 pub mod positions;
 pub mod push;
+pub mod replay;
 pub mod room;
 pub mod rooms;
 pub mod session;
@@ -53,7 +57,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -74,6 +78,7 @@ use crate::broadcast::Broadcast;
 use crate::membership::Membership;
 use crate::metrics::EdgeMetrics;
 use crate::occurrences::Occurrence;
+use crate::replay::Replays;
 use crate::rooms::Rooms;
 use crate::state::ViewerState;
 
@@ -88,15 +93,21 @@ pub struct EdgeListeners {
     pub admin: TcpListener,
 }
 
-/// Every viewer transport: WebSocket, SSE and long-poll.
+/// Every viewer transport: WebSocket, SSE and long-poll; SSE and long-poll answers carry the CORS grant
+/// of the `--allowed-origins` (a browser page on another origin reads them).
 pub fn viewer_router(state: ViewerState) -> Router {
-    Router::new()
+    let cors = chorus_service::cors::layer(&state.config.allowed_origins, &[Method::GET]);
+    let router = Router::new()
         .route("/v1/streams/{stream_id}/ws", get(ws::upgrade))
         .route("/v1/streams/{stream_id}/sse", get(sse::serve))
         .route("/v1/streams/{stream_id}/poll", get(poll::serve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 async fn not_found(State(state): State<ViewerState>) -> Response {
@@ -119,17 +130,19 @@ pub async fn run(
     let metrics = EdgeMetrics::register(&registry)?;
     let server = Server::new(&config.serve, &registry, "edge")?;
     let membership = Arc::new(cluster_membership(&config, &kafka, &listeners, &metrics)?);
+    if let Err(error) = kafka.ensure_topics(Duration::from_secs(10)).await {
+        tracing::warn!(%error, "topics not ensured; continuing");
+    }
+    let epoch = cursor_epoch(&membership).await;
     let rooms = Arc::new(Rooms::new(
         &config,
         kafka.topics().events,
         kafka.partitions,
+        &epoch,
         metrics.clone(),
     ));
     let broadcast = Arc::new(Broadcast::new(&config, rooms.clone(), metrics.clone()));
-
-    if let Err(error) = kafka.ensure_topics(Duration::from_secs(10)).await {
-        tracing::warn!(%error, "topics not ensured; continuing");
-    }
+    let replays = Arc::new(Replays::default());
     // Draining starts on shutdown or on `POST /drain` at the admin port; once every viewer left (or the
     // drain window and a grace period passed) the edge stops for good.
     let draining = shutdown.child_token();
@@ -159,10 +172,11 @@ pub async fn run(
         admission: Arc::new(Admission::try_new(&config)?),
         config: Arc::new(config),
         edge_id: membership.edge_id().into(),
+        replays: replays.clone(),
         metrics: metrics.clone(),
         shutdown: draining.clone(),
     };
-    let internal = push::router(broadcast, internal_token, finished.clone());
+    let internal = push::router(broadcast, replays, internal_token, finished.clone());
     let admin = tokio::spawn(chorus_service::admin::serve_admin_with(
         listeners.admin,
         server.clone(),
@@ -183,6 +197,20 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// The epoch of the cursors this edge gives out: from the cluster's id, so every edge of the region agrees
+/// and a new cluster starts a new one.
+async fn cursor_epoch(membership: &Arc<Membership>) -> String {
+    match membership.cluster_id(Duration::from_secs(10)).await {
+        Some(id) => cursor::epoch(&id),
+        None => {
+            tracing::warn!(
+                "the Kafka cluster gave no id: cursors from other edges will not resume here"
+            );
+            cursor::epoch(membership.edge_id())
+        }
+    }
 }
 
 /// This edge's records in the cluster: its id (fresh per process unless configured) and the URL fanout pushes

@@ -143,6 +143,21 @@ impl Membership {
         }
     }
 
+    /// The id of the Kafka cluster the edge writes to (asked of it, within `timeout`): the cursor epoch's
+    /// source. `None` when the cluster does not say.
+    pub async fn cluster_id(self: &Arc<Self>, timeout: Duration) -> Option<String> {
+        let membership = self.clone();
+        tokio::task::spawn_blocking(move || {
+            membership
+                .producer
+                .client()
+                .fetch_cluster_id(Timeout::After(timeout))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     /// Enqueues a record (order per key is kept by the idempotent producer) and counts its outcome.
     fn send(&self, what: &'static str, topic: &str, key: String, payload: Option<Vec<u8>>) {
         let mut record = FutureRecord::<String, Vec<u8>>::to(topic).key(&key);

@@ -40,6 +40,9 @@ pub struct ViewerMetrics {
     pub draining: IntGauge,
     pub join_to_first_event: Histogram,
     pub queue_depth: Histogram,
+    pub resumes: IntCounterVec,
+    pub resume_replayed: IntCounter,
+    pub resume_to_replay: Histogram,
 }
 
 impl ViewerMetrics {
@@ -103,6 +106,20 @@ impl ViewerMetrics {
                 "chorus_edge_viewer_queue_frames",
                 "Frames waiting for a viewer when it starts a write (its backlog in its stream's buffer)",
                 vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            )?,
+            resumes: m.counter_vec(
+                "chorus_edge_resumes_total",
+                "Viewers that came back with a cursor, by outcome (resumed, window, epoch, malformed)",
+                &["outcome"],
+            )?,
+            resume_replayed: m.counter(
+                "chorus_edge_resume_replayed_events_total",
+                "Events a resuming viewer missed, sent to it before the live stream",
+            )?,
+            resume_to_replay: m.histogram(
+                "chorus_edge_resume_replay_seconds",
+                "Time from a resuming viewer's connect to what it missed being ready to send",
+                vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
             )?,
         })
     }
@@ -222,7 +239,8 @@ mod tests {
         ] {
             refused.with_label_values(&["invalid"]).inc();
         }
-        assert_eq!(registry.gather().len(), 26, "every metric once");
+        m.viewers.resumes.with_label_values(&["resumed"]).inc();
+        assert_eq!(registry.gather().len(), 29, "every metric once");
         assert!(EdgeMetrics::register(&registry).is_err(), "a name twice");
     }
 }

@@ -28,6 +28,13 @@ pub enum Occurrence<'a> {
     SlowDisconnect {
         why: &'static str,
     },
+    /// A viewer came back with a cursor: resumed with `replayed` events it missed, ready `after` its
+    /// connect, or not resumed (the outcome says why).
+    Resume {
+        outcome: crate::replay::Outcome,
+        replayed: usize,
+        after: Duration,
+    },
     /// A viewer is asked with a `reconnect` frame to come back.
     Reconnect {
         reason: &'static str,
@@ -129,6 +136,24 @@ impl Occurrence<'_> {
             Occurrence::SlowDisconnect { why } => {
                 tracing::debug!(why, "slow viewer disconnected");
                 viewers.slow_disconnects.inc();
+            }
+            Occurrence::Resume {
+                outcome,
+                replayed,
+                after,
+            } => {
+                let outcome = outcome.label();
+                tracing::debug!(
+                    outcome,
+                    replayed,
+                    after_ms = after.as_millis() as u64,
+                    "viewer resume"
+                );
+                viewers.resumes.with_label_values(&[outcome]).inc();
+                if outcome == "resumed" {
+                    viewers.resume_replayed.inc_by(replayed as u64);
+                    viewers.resume_to_replay.observe(after.as_secs_f64());
+                }
             }
             Occurrence::Reconnect { reason } => {
                 tracing::debug!(reason, "viewer asked to reconnect");

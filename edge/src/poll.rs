@@ -1,8 +1,9 @@
 //! Viewers over HTTP long-poll: `GET /v1/streams/{stream_id}/poll?cursor=&wait_ms=`, for clients that can
 //! hold neither a WebSocket nor an event stream. The first poll (no cursor) answers `hello` and a cursor at the
 //! join position; each following poll answers the frames after its cursor (from the edge's buffer, or the
-//! next ones, waiting up to `wait_ms`) and the cursor to send next. Between polls the stream's room lingers,
-//! so a client polling back at once misses nothing; one that comes back too late gets a `gap` frame.
+//! next ones, waiting up to `wait_ms`) and the cursor to send next. Between polls the stream's room lingers;
+//! a cursor this edge no longer holds the rest of is resumed as any viewer's (see [`crate::session`]): with
+//! a `hello` saying whether it was.
 
 use std::time::Duration;
 
@@ -15,7 +16,6 @@ use serde::Deserialize;
 
 use crate::admission::{Refusal, Viewer};
 use crate::attendance::Transport;
-use crate::cursor;
 use crate::frames::StreamFrame;
 use crate::occurrences::Occurrence;
 use crate::session::{Arrival, Next, Session};
@@ -27,6 +27,8 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(25);
 
 #[derive(Debug, Deserialize)]
 pub struct PollQuery {
+    /// Read by the [`Viewer`] extractor; named here so that a malformed one is a bad query.
+    #[allow(dead_code)]
     cursor: Option<String>,
     wait_ms: Option<u64>,
 }
@@ -39,31 +41,39 @@ pub async fn serve(
     let Ok(Query(query)) = query else {
         return Refusal::BadQuery.respond(&state.metrics);
     };
-    let Some(text) = query.cursor else {
-        let (session, hello) = Arrival::new(&state, viewer, Transport::LongPoll).join();
+    let cursor = viewer.cursor.clone();
+    let first = cursor.is_none();
+    let opened = Arrival::new(&state, viewer, Transport::LongPoll)
+        .open(cursor.as_deref())
+        .await;
+    let mut session = opened.session;
+    // A poll that continues where the last one left off on this edge is the same session: no new hello.
+    let mut texts: Vec<Utf8Bytes> = if opened.continued {
+        Vec::new()
+    } else {
         session.greeted();
-        return answer(&session.cursor(), &[hello]);
+        opened.opening
     };
-    // Checked before the viewer enters the room: a made-up cursor does not subscribe the edge to a stream.
-    let at = cursor::decode(&text).filter(|at| state.attendance.carries(&viewer.stream_id, at));
-    let Some(at) = at else {
-        return Refusal::BadCursor("`cursor` is not a cursor this edge gave out")
-            .respond(&state.metrics);
-    };
-    let arrival = Arrival::new(&state, viewer, Transport::LongPoll);
-    let (mut session, missed) = arrival.resume(at, "polled_after_buffer");
-    let mut texts: Vec<Utf8Bytes> = missed.gap.into_iter().collect();
-    for frame in &missed.frames {
+    for frame in &opened.missed {
         take(&mut session, frame, &mut texts);
+    }
+    if first {
+        return answer(&session.cursor(), &texts);
     }
     let wait = query
         .wait_ms
         .map_or(DEFAULT_WAIT, Duration::from_millis)
         .min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
+    let mut draining = false;
     while texts.is_empty() {
         let next = tokio::select! {
-            () = state.shutdown.cancelled() => break,
+            () = state.shutdown.cancelled() => {
+                // The edge drains: this client is asked to come back (elsewhere) with its cursor.
+                texts.push(session.reconnect("drain"));
+                draining = true;
+                break;
+            }
             next = tokio::time::timeout_at(deadline, session.next()) => next,
         };
         match next {
@@ -77,7 +87,15 @@ pub async fn serve(
     }
     let cursor = session.cursor();
     drop(session);
-    answer(&cursor, &texts)
+    let mut response = answer(&cursor, &texts);
+    if draining {
+        // Not on this connection either: the next poll goes to an edge that stays.
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 fn take(session: &mut Session, frame: &StreamFrame, texts: &mut Vec<Utf8Bytes>) {

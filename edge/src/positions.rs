@@ -121,6 +121,11 @@ impl Guard {
         }
     }
 
+    /// The push session holding `at` now, if one does.
+    pub fn holder(&self, at: &TopicPartition) -> Option<SessionId> {
+        lock(&self.trust).holder(at, Instant::now())
+    }
+
     /// A push session ended.
     pub fn ended(&self, session: SessionId) {
         lock(&self.trust).ended(session);

@@ -4,7 +4,8 @@
 //! Only fanout may push: the upgrade must carry the internal token (`Authorization: Bearer <token>`,
 //! `--internal-token`), checked before anything else; without it, or with another, the answer is 401 and
 //! nothing is upgraded. A session must open with `Hello`. Positions it announces are believed only as far as
-//! the `positions` module's rule allows, under the session's id.
+//! the `positions` module's rule allows, under the session's id. The edge writes its requests (a resume's
+//! replay, see [`crate::replay`]) on the same socket.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,13 +19,14 @@ use axum::routing::get;
 use axum::Router;
 use chorus_schemas::wire::{PushBatch, PushFrame};
 use chorus_service::credential::Secret;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::broadcast::Broadcast;
 use crate::metrics::EdgeMetrics;
 use crate::occurrences::Occurrence;
 use crate::positions::SessionId;
+use crate::replay::Replays;
 use crate::rooms::Rooms;
 
 pub const PUSH_PATH: &str = "/internal/v1/push";
@@ -36,14 +38,21 @@ const MAX_BATCH_BYTES: usize = 16 << 20;
 struct PushState {
     rooms: Arc<Rooms>,
     broadcast: Arc<Broadcast>,
+    replays: Arc<Replays>,
     metrics: EdgeMetrics,
     token: Arc<Secret>,
     next_session: Arc<AtomicU64>,
     shutdown: CancellationToken,
 }
 
-/// The internal port's routes: pushes go to `broadcast` (and its rooms) from fanouts presenting `token`.
-pub fn router(broadcast: Arc<Broadcast>, token: Secret, shutdown: CancellationToken) -> Router {
+/// The internal port's routes: pushes go to `broadcast` (and its rooms) from fanouts presenting `token`;
+/// `replays` writes its requests on their links.
+pub fn router(
+    broadcast: Arc<Broadcast>,
+    replays: Arc<Replays>,
+    token: Secret,
+    shutdown: CancellationToken,
+) -> Router {
     Router::new()
         .route(PUSH_PATH, get(upgrade))
         .fallback(chorus_service::problem::not_found)
@@ -52,6 +61,7 @@ pub fn router(broadcast: Arc<Broadcast>, token: Secret, shutdown: CancellationTo
             rooms: broadcast.rooms().clone(),
             metrics: broadcast.metrics().clone(),
             broadcast,
+            replays,
             token: Arc::new(token),
             next_session: Arc::new(AtomicU64::new(1)),
             shutdown,
@@ -81,11 +91,20 @@ async fn upgrade(
 }
 
 #[tracing::instrument(name = "edge.push_session", skip_all, fields(session = session))]
-async fn serve(state: PushState, session: SessionId, mut socket: WebSocket) {
+async fn serve(state: PushState, session: SessionId, socket: WebSocket) {
+    let (mut sink, mut socket) = socket.split();
+    let mut requests = state.replays.attach(session);
     let mut opened = false;
     loop {
         let message = tokio::select! {
             () = state.shutdown.cancelled() => break,
+            Some(request) = requests.recv() => {
+                if let Err(error) = sink.send(Message::Binary(request.into())).await {
+                    tracing::info!(%error, "push session ended");
+                    break;
+                }
+                continue;
+            }
             message = socket.next() => message,
         };
         let bytes = match message {
@@ -109,6 +128,7 @@ async fn serve(state: PushState, session: SessionId, mut socket: WebSocket) {
             break;
         }
     }
+    state.replays.detach(session);
     state.rooms.session_ended(session);
     if opened {
         Occurrence::FanoutDisconnected.emit(&state.metrics);
@@ -161,6 +181,16 @@ impl PushState {
                 delta,
                 total,
             } => self.broadcast.likes(&stream_id, delta, total),
+            PushFrame::Replayed {
+                request,
+                events,
+                short,
+                ahead,
+            } => {
+                let events = self.rooms.admit(session, events);
+                self.replays
+                    .answered(session, request, events, &short, &ahead);
+            }
         }
         false
     }

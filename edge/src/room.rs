@@ -1,13 +1,13 @@
 //! One stream's room on this edge: the channel its frames are broadcast on, and under one lock what must not
 //! interleave with a broadcast: its viewer count, the positions its broadcasts reached, recent event ids (to
-//! drop repeats), the last frames (for clients that come back with a cursor), events waiting to be
-//! coalesced and likes waiting for their interval.
+//! drop repeats), the last frames and from where on they hold every event (for viewers that come back with a
+//! cursor), events waiting to be coalesced and likes waiting for their interval.
 //!
 //! That lock orders a push batch being broadcast and the room's positions advanced against a viewer
 //! subscribing and reading its join position: so a viewer receives every event at or after its join position
 //! and can filter out everything before it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use tokio::sync::broadcast;
 use crate::coalesce::Coalescing;
 use crate::dedup::RecentIds;
 use crate::frames::{JoinPosition, StreamFrame};
+use crate::kept::Kept;
 use crate::likes::{Likes, LikesPacing};
 use crate::metrics::EdgeMetrics;
 use crate::occurrences::Occurrence;
@@ -29,20 +30,28 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// What every room is made with.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RoomSettings {
     /// Frames kept for returning clients, and the broadcast channel's capacity.
     pub buffer_frames: usize,
+    /// How long a frame is kept for returning clients.
+    pub resume_window: Duration,
     pub dedup_window: usize,
     pub likes_interval: Duration,
+    /// The epoch of the cursors given out (see [`crate::cursor::epoch`]).
+    pub epoch: Arc<str>,
 }
+
+/// Per topic-partition, the next offset fanout has handed on everything before (shared by the rooms).
+pub type Known = Arc<Mutex<HashMap<TopicPartition, i64>>>;
 
 #[derive(Debug)]
 pub struct Room {
     pub stream_id: String,
     partition: i32,
     frames: broadcast::Sender<Arc<StreamFrame>>,
-    buffer_frames: usize,
+    settings: RoomSettings,
+    known: Known,
     state: Mutex<RoomState>,
 }
 
@@ -54,8 +63,8 @@ struct RoomState {
     /// Per topic, the next offset of the stream's partition after the last event broadcast here.
     positions: HashMap<String, i64>,
     recent: RecentIds,
-    /// The last frames broadcast, for long-poll and SSE clients that come back with a cursor.
-    frames: VecDeque<Arc<StreamFrame>>,
+    /// The last frames broadcast, for viewers that come back with a cursor.
+    kept: Kept,
     /// Events waiting to go out together, when frames are coalesced, and since when the first one waits.
     pending: Vec<PushedEvent>,
     pending_since: Option<Instant>,
@@ -81,41 +90,54 @@ pub struct Joined {
     pub likes_total: u64,
 }
 
-/// What a client returning with a cursor missed, and its subscription for what comes next.
+/// What a viewer returning with a cursor finds in the room.
 #[derive(Debug)]
-pub struct Resumed {
-    /// Buffered frames with events at or after the cursor, oldest first.
-    pub frames: Vec<Arc<StreamFrame>>,
-    /// The buffer no longer reaches back to the cursor: events in between are lost to this client.
-    pub gap: bool,
-    pub next: broadcast::Receiver<Arc<StreamFrame>>,
+pub enum Held {
+    /// Every event after the cursor is buffered: the frames with some, oldest first, and the subscription
+    /// for the next ones (taken under the room's lock, so nothing falls between).
+    Whole {
+        frames: Vec<Arc<StreamFrame>>,
+        next: broadcast::Receiver<Arc<StreamFrame>>,
+        likes_total: u64,
+    },
+    /// The buffer does not reach back to the cursor, or the cursor is ahead of where the stream stands here
+    /// (another edge may be ahead, or the cursor is from a log that is gone: fanout knows which): the
+    /// subscription for what comes next and where the stream stands, for fanout to replay what is between.
+    Partly(Joined),
 }
 
 impl Room {
     /// A room for its first viewer, whose broadcasts start at `start` (per topic, the next offset).
+    /// `held_from`: the first viewer's join position, per topic (fanout sends every event from there).
     pub fn new(
         stream_id: &str,
         partition: i32,
-        start: HashMap<String, i64>,
+        held_from: HashMap<String, i64>,
         settings: RoomSettings,
+        known: Known,
     ) -> Self {
         Room {
             stream_id: stream_id.to_owned(),
             partition,
             frames: broadcast::channel(settings.buffer_frames).0,
-            buffer_frames: settings.buffer_frames,
             state: Mutex::new(RoomState {
                 viewers: 1,
                 generation: 0,
-                positions: start,
+                positions: HashMap::new(),
                 recent: RecentIds::new(settings.dedup_window),
-                frames: VecDeque::new(),
+                kept: Kept::new(held_from, settings.buffer_frames, settings.resume_window),
                 pending: Vec::new(),
                 pending_since: None,
                 likes_total: 0,
                 likes: LikesPacing::new(settings.likes_interval),
             }),
+            settings,
+            known,
         }
+    }
+
+    pub fn epoch(&self) -> &str {
+        &self.settings.epoch
     }
 
     /// Another viewer arrives.
@@ -152,10 +174,14 @@ impl Room {
 
     /// Subscribes a viewer to the room's frames and tells it where it joined: per topic, the furthest of what
     /// fanout announced (`known`, taken under the room's lock) and what was broadcast here.
-    pub fn join(&self, known: &Mutex<HashMap<TopicPartition, i64>>, events_topic: &str) -> Joined {
+    pub fn join(&self, events_topic: &str) -> Joined {
         let state = lock(&self.state);
+        self.join_locked(&state, events_topic)
+    }
+
+    fn join_locked(&self, state: &RoomState, events_topic: &str) -> Joined {
         let frames = self.frames.subscribe();
-        let known = lock(known);
+        let known = lock(&self.known);
         let mut topics: Vec<&str> = known
             .keys()
             .filter(|at| at.partition == self.partition)
@@ -186,27 +212,28 @@ impl Room {
         }
     }
 
-    /// A client comes back at `cursor` (where its last response left it): the buffered frames it has not
-    /// seen, and a subscription for the next ones, taken under the room's lock so nothing falls between.
-    pub fn resume(&self, cursor: &[JoinPosition]) -> Resumed {
+    /// A viewer comes back at `cursor` (what it was sent, per topic): what the room holds of what it missed.
+    pub fn resume(&self, cursor: &[JoinPosition], events_topic: &str) -> Held {
         let state = lock(&self.state);
-        let next = self.frames.subscribe();
-        let frames: Vec<Arc<StreamFrame>> = state
-            .frames
-            .iter()
-            .filter(|f| f.event_count(cursor) > 0)
-            .cloned()
-            .collect();
-        let oldest = state.frames.front();
-        let gap = state.frames.len() == self.buffer_frames
-            && oldest.is_some_and(|f| {
-                f.first_offsets.iter().any(|(topic, first)| {
-                    cursor
-                        .iter()
-                        .any(|c| &c.topic == topic && c.offset.is_some_and(|o| o < *first))
-                })
-            });
-        Resumed { frames, gap, next }
+        let standing = |topic: &str| {
+            let known = lock(&self.known)
+                .get(&TopicPartition::new(topic, self.partition))
+                .copied();
+            known.max(state.positions.get(topic).copied())
+        };
+        let ahead = cursor.iter().any(|c| {
+            c.offset
+                .zip(standing(&c.topic))
+                .is_some_and(|(at, stands)| at > stands)
+        });
+        if ahead || !state.kept.covers(cursor) {
+            return Held::Partly(self.join_locked(&state, events_topic));
+        }
+        Held::Whole {
+            frames: state.kept.after(cursor),
+            next: self.frames.subscribe(),
+            likes_total: state.likes_total,
+        }
     }
 
     /// A batch of the stream's events from fanout, repeats dropped: broadcast now, or kept to go out
@@ -294,24 +321,53 @@ impl Room {
         state.waiting()
     }
 
-    /// Encodes `events` once, keeps the frame for returning clients, broadcasts it, and moves the room's
-    /// positions past it (all under the room's lock, taken by the caller).
+    /// Encodes `events` once (with the cursor after them), keeps the frame for returning clients, broadcasts
+    /// it, and moves the room's positions past it (all under the room's lock, taken by the caller).
     fn publish(&self, state: &mut RoomState, events: Vec<PushedEvent>) {
-        let frame_events: Vec<(String, i64)> =
-            events.iter().map(|e| (e.topic.clone(), e.offset)).collect();
-        if let Some(frame) = StreamFrame::encode(&self.stream_id, events) {
-            let frame = Arc::new(frame);
-            if state.frames.len() == self.buffer_frames {
-                state.frames.pop_front();
-            }
-            state.frames.push_back(frame.clone());
-            // No receiver is fine: the room is lingering.
-            let _ = self.frames.send(frame);
+        for e in &events {
+            state.kept.saw(&e.topic, e.offset);
+            let next = state
+                .positions
+                .entry(e.topic.clone())
+                .or_insert(e.offset + 1);
+            *next = (*next).max(e.offset + 1);
         }
-        for (topic, offset) in frame_events {
-            let next = state.positions.entry(topic).or_insert(offset + 1);
-            *next = (*next).max(offset + 1);
+        let cursor = self.cursor_locked(state);
+        let Some(frame) =
+            StreamFrame::encode(&self.stream_id, events, &self.settings.epoch, cursor)
+        else {
+            return;
+        };
+        let frame = Arc::new(frame);
+        state.kept.keep(frame.clone(), Instant::now());
+        // No receiver is fine: the room is lingering.
+        let _ = self.frames.send(frame);
+    }
+
+    /// Where everything broadcast here stands, per topic carrying the stream: past the last event broadcast,
+    /// and past what fanout handed on since (nothing of the stream is in it, or it would be broadcast).
+    fn cursor_locked(&self, state: &RoomState) -> Vec<JoinPosition> {
+        let known = lock(&self.known);
+        let mut at: HashMap<&str, i64> = HashMap::new();
+        let announced = known
+            .iter()
+            .filter(|(tp, _)| tp.partition == self.partition)
+            .map(|(tp, next)| (tp.topic.as_str(), *next));
+        let here = state.positions.iter().chain(state.kept.from());
+        for (topic, next) in announced.chain(here.map(|(t, n)| (t.as_str(), *n))) {
+            let slot = at.entry(topic).or_insert(next);
+            *slot = (*slot).max(next);
         }
+        let mut cursor: Vec<JoinPosition> = at
+            .into_iter()
+            .map(|(topic, next)| JoinPosition {
+                topic: topic.to_owned(),
+                partition: self.partition,
+                offset: Some(next),
+            })
+            .collect();
+        cursor.sort_by(|a, b| a.topic.cmp(&b.topic));
+        cursor
     }
 
     fn send_likes(&self, likes: Likes, metrics: &EdgeMetrics) {

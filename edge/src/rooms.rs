@@ -17,15 +17,16 @@ use crate::config::EdgeConfig;
 use crate::frames::JoinPosition;
 use crate::metrics::EdgeMetrics;
 use crate::occurrences::Occurrence;
+use crate::positions::SessionId as Session;
 use crate::positions::{Guard, SessionId, Trust};
-use crate::room::{lock, Joined, Room, RoomSettings};
+use crate::room::{lock, Joined, Known, Room, RoomSettings};
 
 #[derive(Debug)]
 pub struct Rooms {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     /// Per topic-partition, the next offset fanout has handed on everything before (its heartbeats and
     /// the batches broadcast here), as far as `trust` believes it.
-    positions: Mutex<HashMap<TopicPartition, i64>>,
+    positions: Known,
     /// Who may move each position, and how far (its lock is taken before `positions`, never after).
     trust: Guard,
     partitions: AtomicI32,
@@ -35,15 +36,17 @@ pub struct Rooms {
 }
 
 impl Rooms {
+    /// `epoch`: of the cursors given out (see [`crate::cursor::epoch`]).
     pub fn new(
         config: &EdgeConfig,
         events_topic: String,
         partitions: i32,
+        epoch: &str,
         metrics: EdgeMetrics,
     ) -> Self {
         Rooms {
             rooms: Mutex::default(),
-            positions: Mutex::default(),
+            positions: Known::default(),
             trust: Guard::new(
                 Trust::new(
                     events_topic.clone(),
@@ -56,8 +59,10 @@ impl Rooms {
             events_topic,
             settings: RoomSettings {
                 buffer_frames: config.stream_buffer_frames.max(1),
+                resume_window: config.resume_window(),
                 dedup_window: config.dedup_window,
                 likes_interval: config.likes_interval(),
+                epoch: epoch.into(),
             },
             metrics,
         }
@@ -85,12 +90,14 @@ impl Rooms {
             .map(|(at, offset)| PartitionPosition::new(at, *offset))
             .collect();
         // Nothing was broadcast in the room yet: its viewers join at the positions as they stand then (a new
-        // holder of the partition may set them below `start`).
+        // holder of the partition may set them below `start`). It holds every event from `start` on.
+        let held_from = start.iter().map(|p| (p.topic.clone(), p.offset)).collect();
         let room = Arc::new(Room::new(
             stream_id,
             partition,
-            HashMap::new(),
-            self.settings,
+            held_from,
+            self.settings.clone(),
+            self.positions.clone(),
         ));
         rooms.insert(stream_id.to_owned(), room.clone());
         Occurrence::StreamsHere { count: rooms.len() }.emit(&self.metrics);
@@ -100,7 +107,16 @@ impl Rooms {
 
     /// Subscribes a viewer to the room's frames and tells it where it joined.
     pub fn join(&self, room: &Room) -> Joined {
-        room.join(&self.positions, &self.events_topic)
+        room.join(&self.events_topic)
+    }
+
+    pub fn events_topic(&self) -> &str {
+        &self.events_topic
+    }
+
+    /// The push session that holds `at` now, if one does: the one to ask for its recent events.
+    pub fn holder(&self, at: &TopicPartition) -> Option<Session> {
+        self.trust.holder(at)
     }
 
     /// A viewer left: when it was the last, the room's generation, to pass to [`Rooms::close_if_empty`] once
@@ -199,7 +215,7 @@ mod tests {
     fn rooms() -> Rooms {
         let config: EdgeConfig = chorus_service::parse_args(&[]).expect("edge options");
         let metrics = EdgeMetrics::register(&prometheus::Registry::new()).expect("metrics");
-        Rooms::new(&config, "events".to_owned(), 1, metrics)
+        Rooms::new(&config, "events".to_owned(), 1, "00", metrics)
     }
 
     fn position(topic: &str, offset: i64) -> PartitionPosition {

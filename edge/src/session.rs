@@ -1,20 +1,27 @@
 //! One viewer's session, whichever transport carries it: the WebSocket, SSE and long-poll endpoints drive
-//! it and write what it gives them. Its opening (presence in the stream's room, then either a join
-//! with `hello`, or a resume from a cursor with what the client missed and a `gap` if the buffer no longer
-//! reaches back), the frames that follow as this viewer must see them (a `gap` when it fell behind), and the
-//! `reconnect` frame that ends it.
+//! it and write what it gives them. Its opening (presence in the stream's room, then a live-only join, or a
+//! resume from the viewer's cursor: every event after it from the room's buffer or fanout's, and when that
+//! cannot be, a live-only join told so with a `not_resumed` gap), the frames that follow as this viewer must
+//! see them (a `gap` when it fell behind), and the `reconnect` frame that ends it. What the viewer has been
+//! sent is its cursor, moved past every frame it takes.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
+use chorus_schemas::wire::PushedEvent;
+use chorus_schemas::{PartitionPosition, TopicPartition};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 
 use crate::admission::Viewer;
 use crate::attendance::{Presence, Transport};
-use crate::cursor;
+use crate::cursor::{self, Cursor};
 use crate::frames::{JoinPosition, ServerFrame, StreamFrame};
 use crate::occurrences::Occurrence;
+use crate::positions::SessionId;
+use crate::replay::Outcome;
+use crate::room::Held;
 use crate::state::ViewerState;
 
 /// A viewer in its stream's room, not yet subscribed to its frames.
@@ -26,13 +33,25 @@ pub struct Arrival {
     presence: Presence,
 }
 
-/// What a client coming back with a cursor missed.
+/// A session as it opens: the edge's own frames to send first (`hello`, and a `gap` when a cursor could not
+/// be resumed), then what the viewer missed, to pass through [`Session::take`].
 #[derive(Debug)]
-pub struct Missed {
-    /// A `gap` frame, when the edge's buffer no longer reaches back to the cursor.
-    pub gap: Option<Utf8Bytes>,
-    /// Buffered frames with events after the cursor, oldest first.
-    pub frames: Vec<Arc<StreamFrame>>,
+pub struct Opened {
+    pub session: Session,
+    pub opening: Vec<Utf8Bytes>,
+    pub missed: Vec<Arc<StreamFrame>>,
+    /// Resumed from this edge's own buffer (a long-poll client polling again, or a viewer back to the same
+    /// edge): for long-poll, no new `hello`.
+    pub continued: bool,
+}
+
+/// A resume that can be made: the subscription, where the viewer stands, what it missed.
+struct Resume {
+    frames: Receiver<Arc<StreamFrame>>,
+    cursor: Vec<JoinPosition>,
+    missed: Vec<Arc<StreamFrame>>,
+    likes_total: u64,
+    continued: bool,
 }
 
 impl Arrival {
@@ -48,32 +67,144 @@ impl Arrival {
         }
     }
 
-    /// Joins at the stream's current position: the session and its `hello`, to be counted with
-    /// [`Session::greeted`] once it is on its way.
-    pub fn join(self) -> (Session, Utf8Bytes) {
-        let joined = self.presence.join();
-        let hello = ServerFrame::Hello {
-            stream_id: &self.stream_id,
-            edge_id: &self.state.edge_id,
-            join: &joined.join,
-            heartbeat_ms: self.state.config.heartbeat_ms,
-            likes_total: joined.likes_total,
+    /// Opens the session: a live-only join without a cursor; with one, a resume if everything after it is
+    /// still held, else a live-only join and a `not_resumed` gap. Count it with [`Session::greeted`] once
+    /// its opening is on its way.
+    pub async fn open(self, cursor: Option<&str>) -> Opened {
+        let Some(text) = cursor else {
+            return self.join(None);
+        };
+        let started = Instant::now();
+        match self.resume(text).await {
+            Ok(resume) => {
+                // A long-poll client polling on where its last poll left it is no comeback.
+                if !(resume.continued && self.transport == Transport::LongPoll) {
+                    Occurrence::Resume {
+                        outcome: Outcome::Resumed,
+                        replayed: resume.missed.iter().map(|f| f.events.len()).sum(),
+                        after: started.elapsed(),
+                    }
+                    .emit(&self.state.metrics);
+                }
+                let hello = self.hello(&resume.cursor, resume.likes_total, true);
+                let (missed, continued) = (resume.missed, resume.continued);
+                let session = self.into_session(resume.frames, resume.cursor);
+                Opened {
+                    session,
+                    opening: vec![hello],
+                    missed,
+                    continued,
+                }
+            }
+            Err(outcome) => {
+                Occurrence::Resume {
+                    outcome,
+                    replayed: 0,
+                    after: started.elapsed(),
+                }
+                .emit(&self.state.metrics);
+                self.join(Some(outcome))
+            }
         }
-        .to_text();
-        (self.into_session(joined.frames, joined.join), hello)
     }
 
-    /// Resumes at `cursor` (where the client's last response left it); a `gap` frame, if there is one, says
-    /// `gap_reason`.
-    pub fn resume(self, cursor: Vec<JoinPosition>, gap_reason: &'static str) -> (Session, Missed) {
-        let resumed = self.presence.resume(&cursor);
-        let session = self.into_session(resumed.next, cursor);
-        let gap = resumed.gap.then(|| session.gap(0, gap_reason));
-        let missed = Missed {
-            gap,
-            frames: resumed.frames,
+    /// A live-only join at the stream's current position; after a failed resume, with its `gap`.
+    fn join(self, not_resumed: Option<Outcome>) -> Opened {
+        let joined = self.presence.join();
+        let hello = self.hello(&joined.join, joined.likes_total, false);
+        let session = self.into_session(joined.frames, joined.join);
+        let mut opening = vec![hello];
+        opening.extend(not_resumed.map(|_| session.gap(0, "not_resumed")));
+        Opened {
+            session,
+            opening,
+            missed: Vec::new(),
+            continued: false,
+        }
+    }
+
+    fn hello(&self, at: &[JoinPosition], likes_total: u64, resumed: bool) -> Utf8Bytes {
+        ServerFrame::Hello {
+            stream_id: &self.stream_id,
+            edge_id: &self.state.edge_id,
+            join: at,
+            heartbeat_ms: self.state.config.heartbeat_ms,
+            likes_total,
+            cursor: &cursor::encode(self.presence.epoch(), &self.stream_id, at),
+            resumed,
+        }
+        .to_text()
+    }
+
+    /// What the room or, when it does not reach back, fanout holds of what the viewer missed since `text`.
+    async fn resume(&self, text: &str) -> Result<Resume, Outcome> {
+        let Cursor {
+            epoch,
+            stream,
+            positions,
+        } = cursor::decode(text).ok_or(Outcome::Malformed)?;
+        let foreign = stream != cursor::tag(&self.stream_id);
+        if foreign || !self.state.attendance.carries(&self.stream_id, &positions) {
+            return Err(Outcome::Malformed);
+        }
+        if epoch != self.presence.epoch() {
+            return Err(Outcome::Epoch);
+        }
+        let joined = match self.presence.resume(&positions) {
+            Held::Whole {
+                frames,
+                next,
+                likes_total,
+            } => {
+                return Ok(Resume {
+                    frames: next,
+                    cursor: positions,
+                    missed: frames,
+                    likes_total,
+                    continued: true,
+                })
+            }
+            Held::Partly(joined) => joined,
         };
-        (session, missed)
+        let since = positions
+            .iter()
+            .map(|p| self.holder_of(p))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(Outcome::Window)?;
+        let timeout = self.state.config.resume_timeout();
+        let events = self
+            .state
+            .replays
+            .ask(&self.stream_id, since, timeout)
+            .await?;
+        let missed = self.replayed(&positions, events);
+        Ok(Resume {
+            frames: joined.frames,
+            cursor: positions,
+            missed: missed.into_iter().collect(),
+            likes_total: joined.likes_total,
+            continued: false,
+        })
+    }
+
+    /// Who to ask for the events at or after `p` (a position must be known to be resumed from).
+    fn holder_of(&self, p: &JoinPosition) -> Option<(SessionId, PartitionPosition)> {
+        let at = TopicPartition::new(&p.topic, p.partition);
+        let holder = self.state.attendance.holder(&at)?;
+        Some((holder, PartitionPosition::new(&at, p.offset?)))
+    }
+
+    /// Fanout's replay as one frame, in offset order per topic, each event once.
+    fn replayed(
+        &self,
+        cursor: &[JoinPosition],
+        mut events: Vec<PushedEvent>,
+    ) -> Option<Arc<StreamFrame>> {
+        events.sort_by(|a, b| (&a.topic, a.offset).cmp(&(&b.topic, b.offset)));
+        events.dedup_by(|a, b| a.topic == b.topic && a.offset == b.offset);
+        let after = cursor::past(cursor, &events);
+        let epoch: Arc<str> = self.presence.epoch().into();
+        StreamFrame::encode(&self.stream_id, events, &epoch, after).map(Arc::new)
     }
 
     fn into_session(
@@ -82,6 +213,7 @@ impl Arrival {
         position: Vec<JoinPosition>,
     ) -> Session {
         Session {
+            epoch: self.presence.epoch().into(),
             state: self.state,
             stream_id: self.stream_id,
             transport: self.transport,
@@ -95,12 +227,13 @@ impl Arrival {
 /// A viewer subscribed to its stream's frames; it leaves the room when dropped.
 #[derive(Debug)]
 pub struct Session {
+    epoch: Arc<str>,
     state: ViewerState,
     stream_id: String,
     transport: Transport,
     frames: Receiver<Arc<StreamFrame>>,
-    /// Where the viewer joined (WebSocket: each frame is filtered against it), or the cursor of an SSE or
-    /// long-poll client, moved past each frame it takes.
+    /// What the viewer has been sent (from where it joined or resumed), moved past each frame it takes;
+    /// each frame is filtered against it.
     position: Vec<JoinPosition>,
     _presence: Presence,
 }
@@ -138,7 +271,7 @@ impl Session {
 
     /// The position as a cursor for the client to come back with.
     pub fn cursor(&self) -> String {
-        cursor::encode(&self.position)
+        cursor::encode(&self.epoch, &self.stream_id, &self.position)
     }
 
     /// The `hello` is on its way.
@@ -175,9 +308,7 @@ impl Session {
             texts: frame.for_viewer(&self.stream_id, &self.position),
             events: frame.event_count(&self.position) as u64,
         };
-        if self.transport != Transport::WebSocket {
-            cursor::advance(&mut self.position, frame);
-        }
+        cursor::advance(&mut self.position, frame);
         taken
     }
 
@@ -193,6 +324,7 @@ impl Session {
             stream_id: &self.stream_id,
             reason,
             delay_ms: self.state.config.reconnect_delay(),
+            cursor: &self.cursor(),
         }
         .to_text()
     }

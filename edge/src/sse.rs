@@ -1,23 +1,21 @@
 //! Viewers over Server-Sent Events: `GET /v1/streams/{stream_id}/sse`, for browsers and networks where
 //! WebSocket does not work. Same frames as the WebSocket, one per `data:` line; every frame's `id:` is the
-//! client's cursor after it, so a browser that reconnects (sending `Last-Event-ID`) gets what it missed from
-//! the edge's buffer, and a `gap` frame when the buffer no longer reaches back that far.
+//! client's cursor after it, so a browser that reconnects (sending `Last-Event-ID`, or `?cursor=`) resumes
+//! where it left off, as any viewer with a cursor does (see [`crate::session`]).
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::{Refusal, Viewer};
+use crate::admission::Viewer;
 use crate::attendance::Transport;
-use crate::cursor;
-use crate::frames::{JoinPosition, StreamFrame};
+use crate::frames::StreamFrame;
 use crate::occurrences::Occurrence;
 use crate::session::{Arrival, Next, Session};
 use crate::state::ViewerState;
@@ -36,53 +34,32 @@ struct Streaming {
     ending: bool,
 }
 
-pub async fn serve(
-    State(state): State<ViewerState>,
-    headers: HeaderMap,
-    viewer: Viewer,
-) -> Response {
-    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let resume_at = match last_event_id.map(cursor::decode) {
-        Some(Some(at)) if state.attendance.carries(&viewer.stream_id, &at) => Some(at),
-        Some(_) => {
-            return Refusal::BadCursor("Last-Event-ID is not a cursor of this stream")
-                .respond(&state.metrics)
-        }
-        None => None,
-    };
+pub async fn serve(State(state): State<ViewerState>, viewer: Viewer) -> Response {
+    let cursor = viewer.cursor.clone();
     let arrival = Arrival::new(&state, viewer, Transport::Sse);
-    let streaming = match resume_at {
-        Some(at) => {
-            let (session, missed) = arrival.resume(at, "resumed_after_buffer");
-            let mut streaming = Streaming::new(session);
-            if let Some(gap) = missed.gap {
-                streaming.push(&gap);
+    let opened = arrival.open(cursor.as_deref()).await;
+    opened.session.greeted();
+    let retry = Duration::from_millis(state.config.heartbeat_ms.min(5_000));
+    let mut streaming = Streaming::new(opened.session);
+    for (n, text) in opened.opening.iter().enumerate() {
+        streaming.push(text);
+        if n == 0 {
+            if let Some(hello) = streaming.pending.pop() {
+                streaming.pending.push(hello.retry(retry));
             }
-            for frame in missed.frames {
-                streaming.take(&frame);
-            }
-            streaming
         }
-        None => {
-            let (session, hello) = arrival.join();
-            session.greeted();
-            let retry = Duration::from_millis(state.config.heartbeat_ms.min(5_000));
-            let mut streaming = Streaming::new(session);
-            let hello = event(&hello, streaming.session.position()).retry(retry);
-            streaming.pending.push(hello);
-            streaming
-        }
-    };
+    }
+    for frame in opened.missed {
+        streaming.take(&frame);
+    }
     let heartbeat = Duration::from_millis(state.config.heartbeat_ms.max(1_000));
     Sse::new(frames(streaming))
         .keep_alive(KeepAlive::new().interval(heartbeat))
         .into_response()
 }
 
-fn event(text: &Utf8Bytes, cursor: &[JoinPosition]) -> Event {
-    Event::default()
-        .data(text.as_str())
-        .id(cursor::encode(cursor))
+fn event(text: &Utf8Bytes, cursor: &str) -> Event {
+    Event::default().data(text.as_str()).id(cursor)
 }
 
 impl Streaming {
@@ -100,7 +77,7 @@ impl Streaming {
 
     /// Queues a frame of the edge's own (not counted as sent), with the cursor as it stands.
     fn push(&mut self, text: &Utf8Bytes) {
-        let event = event(text, self.session.position());
+        let event = event(text, &self.session.cursor());
         self.pending.push(event);
     }
 

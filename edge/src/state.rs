@@ -9,6 +9,7 @@ use crate::admission::Admission;
 use crate::attendance::Attendance;
 use crate::config::EdgeConfig;
 use crate::metrics::EdgeMetrics;
+use crate::replay::Replays;
 
 #[derive(Debug, Clone)]
 pub struct ViewerState {
@@ -16,6 +17,8 @@ pub struct ViewerState {
     pub admission: Arc<Admission>,
     pub config: Arc<EdgeConfig>,
     pub edge_id: Arc<str>,
+    /// Asks fanout for what resuming viewers missed.
+    pub replays: Arc<Replays>,
     pub metrics: EdgeMetrics,
     /// Cancelled when the edge starts draining.
     pub shutdown: CancellationToken,

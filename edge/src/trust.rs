@@ -173,6 +173,14 @@ impl Trust {
         }
     }
 
+    /// The session holding `at` now, if one does.
+    pub fn holder(&self, at: &TopicPartition, now: Instant) -> Option<SessionId> {
+        self.holders
+            .get(at)
+            .filter(|h| h.holds(now, self.lapse))
+            .and_then(|h| h.session)
+    }
+
     /// How far past the current position of `at` a new one may be, now.
     fn allowed(&self, at: &TopicPartition, now: Instant) -> i64 {
         if self.max_rate == 0 {

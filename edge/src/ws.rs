@@ -1,5 +1,6 @@
-//! Viewers over WebSocket: `GET /v1/streams/{stream_id}/ws`. The server sends `hello` (with the join position),
-//! then `events` and `likes` frames as they come, `gap` when the viewer fell behind, and `reconnect` when the
+//! Viewers over WebSocket: `GET /v1/streams/{stream_id}/ws[?cursor=]`. The server sends `hello` (with the join
+//! position and the cursor; resumed or not when the viewer came back with one), what a resumed viewer
+//! missed, then `events` and `likes` frames as they come, `gap` when the viewer fell behind, and `reconnect` when the
 //! connection's lifetime ends or the edge drains. It pings every heartbeat and closes a viewer silent for two;
 //! one that keeps falling behind is let go. What a viewer sends is bounded by [`crate::inbound`]: a viewer
 //! in breach of it is closed with its close code. The same stream is served over Server-Sent Events
@@ -58,16 +59,28 @@ enum Ending {
 
 #[tracing::instrument(name = "edge.viewer", skip_all, fields(stream_id = %viewer.stream_id))]
 async fn watch(state: ViewerState, viewer: Viewer, socket: WebSocket) {
-    let (mut session, hello) = Arrival::new(&state, viewer, Transport::WebSocket).join();
+    let cursor = viewer.cursor.clone();
+    let arrival = Arrival::new(&state, viewer, Transport::WebSocket);
+    let opened = arrival.open(cursor.as_deref()).await;
+    let mut session = opened.session;
     let mut wire = Wire {
         socket,
         metrics: state.metrics.clone(),
         timeout: Duration::from_millis(state.config.write_timeout_ms.max(1)),
     };
-    if wire.send(hello).await.is_err() {
-        return;
+    for text in opened.opening {
+        if wire.send(text).await.is_err() {
+            return;
+        }
     }
     session.greeted();
+    for frame in opened.missed {
+        let taken = session.take(&frame);
+        if wire.write_all(taken.texts).await.is_err() {
+            return;
+        }
+        session.delivered(taken.events);
+    }
     let ending = serve(&mut session, &mut wire).await;
     wire.finish(ending, &session).await;
 }

@@ -30,10 +30,19 @@ pub struct FanoutConfig {
     /// Events older than this (by event time) when they reach fanout are not pushed, only counted.
     #[arg(long, env = "CHORUS_FANOUT_STALENESS_MS", default_value_t = 5_000)]
     pub staleness_ms: u64,
-    /// Recent events kept per partition to fill the gap of a stream's first viewer on an edge (the events
-    /// between its join and the moment its subscription reaches fanout); older than the staleness bound go too.
-    #[arg(long, env = "CHORUS_FANOUT_GAP_FILL_BUFFER", default_value_t = 4_096)]
+    /// Recent events kept per partition, as routed to viewers: to fill the gap of a stream's first viewer on
+    /// an edge (the events between its join and the moment its subscription reaches fanout) and to replay
+    /// what a viewer resuming with its cursor missed; older than the resume window (or the staleness bound,
+    /// if longer) go too.
+    #[arg(long, env = "CHORUS_FANOUT_GAP_FILL_BUFFER", default_value_t = 16_384)]
     pub gap_fill_buffer: usize,
+    /// How long routed events are held for viewers resuming with a cursor, in milliseconds.
+    #[arg(
+        long,
+        env = "CHORUS_FANOUT_RESUME_WINDOW_MS",
+        default_value_t = 120_000
+    )]
+    pub resume_window_ms: u64,
     /// Comments per second (of event time) pushed to a stream's viewers; beyond it comments are sampled, the
     /// same ones for every edge, the owner's and moderators' always kept (0: no budget).
     #[arg(long, env = "CHORUS_FANOUT_COMMENT_BUDGET", default_value_t = 50)]
@@ -71,6 +80,11 @@ pub struct FanoutConfig {
 impl FanoutConfig {
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms.max(5))
+    }
+
+    /// How long a routed event is held for gap fill and resume (by event time).
+    pub fn held_for_ms(&self) -> i64 {
+        self.resume_window_ms.max(self.staleness_ms) as i64
     }
 
     pub fn likes_tick(&self) -> Duration {

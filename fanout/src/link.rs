@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chorus_schemas::wire::{PushBatch, PushFrame};
+use chorus_schemas::wire::{EdgeRequest, PushBatch, PushFrame};
+use chorus_schemas::PartitionPosition;
 use chorus_service::credential::Secret;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -50,6 +51,8 @@ pub trait LinkOwner: std::fmt::Debug + Send + Sync {
     fn opening_frames(&self, edge: &str) -> Vec<PushFrame>;
     /// Whether `edge` still has a link to `url`: the task stops when it has not.
     fn wants(&self, edge: &str, url: &str) -> bool;
+    /// The answer to an edge's [`EdgeRequest::Replay`]: a [`PushFrame::Replayed`].
+    fn replay(&self, request: u64, stream_id: &str, since: &[PartitionPosition]) -> PushFrame;
 }
 
 /// Starts link tasks; everything a link needs besides its own [`Link`].
@@ -119,6 +122,7 @@ async fn run(connector: Connector, link: Link) {
         tracing::info!(%url, "connected to edge");
         let opening = owner.opening_frames(&edge);
         let session = Session {
+            owner: owner.as_ref(),
             socket: &mut socket,
             frames: &mut frames,
             progress: &progress,
@@ -189,6 +193,7 @@ async fn dial(
 
 /// One connection to the edge, from its opening frames until it is lost or the link is dropped.
 struct Session<'s> {
+    owner: &'s dyn LinkOwner,
     socket: &'s mut Socket,
     frames: &'s mut mpsc::Receiver<Queued>,
     progress: &'s LinkProgress,
@@ -222,8 +227,28 @@ impl Session<'_> {
                 inbound = self.socket.next() => match inbound {
                     Some(Ok(Message::Close(_))) | None => return Some("closed by edge".to_owned()),
                     Some(Err(error)) => return Some(error.to_string()),
+                    Some(Ok(Message::Binary(bytes))) => match self.answer(&bytes) {
+                        Some(answer) => batch.push(answer),
+                        None => return Some("the edge sent an unreadable request".to_owned()),
+                    },
                     Some(Ok(_)) => {}
                 },
+            }
+        }
+    }
+
+    /// The answer to a request from the edge, to go out with the next batch; `None` for a request that cannot
+    /// be read (the edge does not speak this link's protocol: the connection is dropped).
+    fn answer(&self, bytes: &[u8]) -> Option<PushFrame> {
+        match EdgeRequest::decode(bytes) {
+            Ok(EdgeRequest::Replay {
+                request,
+                stream_id,
+                since,
+            }) => Some(self.owner.replay(request, &stream_id, &since)),
+            Err(error) => {
+                tracing::warn!(%error, "the edge sent a request that cannot be read");
+                None
             }
         }
     }

@@ -79,6 +79,7 @@ pub struct RoutingMetrics {
     pub likes_frames: IntCounter,
     pub gap_fill_events: IntCounter,
     pub gap_fill_short: IntCounter,
+    pub replayed_events: IntCounter,
 }
 
 impl RoutingMetrics {
@@ -111,6 +112,10 @@ impl RoutingMetrics {
             gap_fill_short: m.counter(
                 "chorus_fanout_gap_fill_short_total",
                 "New subscriptions whose join position was older than the buffer reaches",
+            )?,
+            replayed_events: m.counter(
+                "chorus_fanout_resume_replayed_events_total",
+                "Buffered events sent to an edge for viewers resuming with a cursor",
             )?,
         })
     }

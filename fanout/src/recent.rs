@@ -1,8 +1,10 @@
-//! The recent events of each owned partition, for gap fill: a stream's first viewer on an edge joins at some
-//! position, but its subscription reaches fanout a little later, so the edge first gets the events it missed
-//! in between; an edge whose lease lapsed and came back gets those routed while it had no link. Each buffer is
-//! bounded by count and by age (older than the staleness bound is not pushed anyway). Pure: the router holds
-//! it under its lock and passes the time in.
+//! The recent events of each owned partition, as routed to viewers (after the comment budget), for gap fill
+//! and resume: a stream's first viewer on an edge joins at some position, but its subscription reaches fanout
+//! a little later, so the edge first gets the events it missed in between; an edge whose lease lapsed and came
+//! back gets those routed while it had no link; a viewer coming back with a cursor gets those routed since it.
+//! Each buffer is bounded by count and by age (the resume window), and knows from which offset on it holds
+//! every routed event: an answer that cannot reach back that far says so. Pure: the router holds it under its
+//! lock and passes the time in.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -12,11 +14,13 @@ use chorus_schemas::{PartitionPosition, TopicPartition};
 use crate::positions::Positions;
 
 /// What a gap fill found: the events to send, and the partitions whose buffer did not reach back far enough
-/// (their older events are gone; the edge's viewers miss them).
+/// (their older events are gone; the edge's viewers miss them). A replay also names the partitions where the
+/// position asked for is ahead of this instance's (a position of another log: a recreated topic).
 #[derive(Debug, Default, PartialEq)]
 pub struct GapFill {
     pub events: Vec<PushedEvent>,
     pub short: Vec<TopicPartition>,
+    pub ahead: Vec<TopicPartition>,
 }
 
 #[derive(Debug)]
@@ -25,8 +29,22 @@ pub struct Recent {
     cap: usize,
     /// Events created longer ago than this are dropped.
     max_age_ms: i64,
-    /// Oldest first, per owned partition.
-    buffers: HashMap<TopicPartition, VecDeque<PushedEvent>>,
+    /// Per owned partition, what it holds.
+    buffers: HashMap<TopicPartition, Held>,
+}
+
+/// One partition's routed events, oldest first: every one routed at or after `from` is among them.
+#[derive(Debug)]
+struct Held {
+    from: i64,
+    events: VecDeque<PushedEvent>,
+}
+
+impl Held {
+    /// Whether every routed event at or after `offset` is held.
+    fn reaches(&self, offset: i64) -> bool {
+        self.from <= offset
+    }
 }
 
 impl Recent {
@@ -38,24 +56,56 @@ impl Recent {
         }
     }
 
+    /// The record at `offset` of `at` passed (routed or not): holding starts at the first one seen.
+    pub fn saw(&mut self, at: &TopicPartition, offset: i64) {
+        if !self.buffers.contains_key(at) {
+            let held = Held {
+                from: offset,
+                events: VecDeque::new(),
+            };
+            self.buffers.insert(at.clone(), held);
+        }
+    }
+
     /// Keeps `pushed` in its partition's buffer, dropping what is over the count or too old at `now_ms`.
     pub fn remember(&mut self, pushed: &PushedEvent, now_ms: i64) {
-        if self.cap == 0 {
+        let at = TopicPartition::new(&pushed.topic, pushed.partition);
+        self.saw(&at, pushed.offset);
+        let Some(held) = self.buffers.get_mut(&at) else {
             return;
-        }
-        let buffer = self
-            .buffers
-            .entry(TopicPartition::new(&pushed.topic, pushed.partition))
-            .or_default();
-        buffer.push_back(pushed.clone());
+        };
+        held.events.push_back(pushed.clone());
         let oldest_kept = now_ms - self.max_age_ms;
-        while buffer.len() > self.cap
-            || buffer
+        while held.events.len() > self.cap
+            || held
+                .events
                 .front()
                 .is_some_and(|e| e.event.created_ms < oldest_kept)
         {
-            buffer.pop_front();
+            if let Some(dropped) = held.events.pop_front() {
+                held.from = held.from.max(dropped.offset + 1);
+            }
         }
+    }
+
+    /// The buffered events of `stream` at or after `since`, for a resuming viewer: like a gap fill, but a
+    /// partition not owned here is short too (its events cannot come from here).
+    pub fn replay(
+        &self,
+        stream: &str,
+        since: &[PartitionPosition],
+        positions: &Positions,
+    ) -> GapFill {
+        let mut fill = self.gap_fill(stream, since, positions);
+        for position in since {
+            let at = position.topic_partition();
+            match positions.next(&at) {
+                None => fill.short.push(at),
+                Some(next) if next < position.offset => fill.ahead.push(at),
+                Some(_) => {}
+            }
+        }
+        fill
     }
 
     /// A partition taken away: its events are no longer this instance's to fill gaps with.
@@ -80,14 +130,11 @@ impl Recent {
             if next <= position.offset {
                 continue; // nothing passed since the join
             }
-            let buffer = self.buffers.get(&at);
-            let reaches = buffer
-                .and_then(|b| b.front())
-                .is_some_and(|e| e.offset <= position.offset);
+            let held = self.buffers.get(&at);
+            let reaches = held.is_some_and(|h| h.reaches(position.offset));
             fill.events.extend(
-                buffer
-                    .into_iter()
-                    .flatten()
+                held.into_iter()
+                    .flat_map(|h| &h.events)
                     .filter(|e| e.offset >= position.offset && e.event.stream_id == stream)
                     .cloned(),
             );
@@ -261,6 +308,43 @@ mod tests {
             got,
             [vec![2], vec![3]],
             "not what the edge had, not other streams'"
+        );
+    }
+
+    #[test]
+    fn records_not_kept_between_held_events_do_not_make_a_replay_short() {
+        let (mut recent, mut positions) = (Recent::new(100, STALE_MS), Positions::default());
+        // A like at 20 (counted, not kept), then comments at 21 and 22: a viewer at 20 missed nothing held.
+        positions.passed(&tp(0), 20);
+        recent.saw(&tp(0), 20);
+        for offset in [21, 22] {
+            let e = event("s", 0, offset, 0);
+            positions.passed(&tp(0), offset);
+            recent.remember(&e, 0);
+        }
+        let fill = recent.replay("s", &[at(0, 20)], &positions);
+        assert_eq!(offsets(&fill), [21, 22]);
+        assert!(fill.short.is_empty());
+        assert_eq!(
+            recent.replay("s", &[at(0, 19)], &positions).short,
+            [tp(0)],
+            "before the first record this instance saw"
+        );
+    }
+
+    #[test]
+    fn a_replay_is_short_where_events_were_dropped_or_the_partition_is_not_owned() {
+        let events: Vec<_> = (0..5).map(|o| event("s", 0, o, 1_000)).collect();
+        let (recent, positions) = routed(3, &events);
+        let fill = recent.replay("s", &[at(0, 2)], &positions);
+        assert_eq!((offsets(&fill), fill.short), (vec![2, 3, 4], vec![]));
+        assert_eq!(recent.replay("s", &[at(0, 1)], &positions).short, [tp(0)]);
+        assert_eq!(recent.replay("s", &[at(3, 0)], &positions).short, [tp(3)]);
+        let fill = recent.replay("s", &[at(0, 9)], &positions);
+        assert_eq!(
+            (fill.ahead, fill.short),
+            (vec![tp(0)], vec![]),
+            "beyond offset 4"
         );
     }
 }

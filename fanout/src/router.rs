@@ -61,7 +61,7 @@ impl Router {
                 positions: Positions::default(),
                 likes: Likes::default(),
                 budgets: Budgets::new(config.comment_budget, overrides),
-                recent: Recent::new(config.gap_fill_buffer, config.staleness_ms as i64),
+                recent: Recent::new(config.gap_fill_buffer, config.held_for_ms()),
                 seq: 0,
             }),
             fanout_id,
@@ -79,6 +79,7 @@ impl Router {
         inner.seq += 1;
         let seq = inner.seq;
         inner.positions.passed(at, offset);
+        inner.recent.saw(at, offset);
         if event.kind == EventKind::Like {
             // Likes are counted, not pushed one by one: the likes tick announces them per stream.
             let stream = &event.stream_id;
@@ -294,5 +295,20 @@ impl LinkOwner for Router {
 
     fn wants(&self, edge: &str, url: &str) -> bool {
         lock(&self.inner).edges.is_open(edge, url)
+    }
+
+    fn replay(&self, request: u64, stream_id: &str, since: &[PartitionPosition]) -> PushFrame {
+        let inner = lock(&self.inner);
+        let fill = inner.recent.replay(stream_id, since, &inner.positions);
+        self.metrics
+            .routing
+            .replayed_events
+            .inc_by(fill.events.len() as u64);
+        PushFrame::Replayed {
+            request,
+            events: fill.events,
+            short: fill.short,
+            ahead: fill.ahead,
+        }
     }
 }

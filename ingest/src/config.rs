@@ -25,6 +25,10 @@ pub struct IngestConfig {
     /// Largest request body accepted, in bytes (larger gets 413).
     #[arg(long, env = "CHORUS_INGEST_MAX_BODY_BYTES", default_value_t = 4096)]
     pub max_body_bytes: usize,
+    /// Browser origins whose pages may post (comma-separated, e.g. `https://watch.example`): their CORS
+    /// preflights are answered and every answer names them. Empty: no CORS headers (only same-origin pages).
+    #[arg(long, env = "CHORUS_INGEST_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
     /// How long a write may wait for Kafka's acknowledgement before the client gets 503.
     #[arg(long, env = "CHORUS_INGEST_PRODUCE_TIMEOUT_MS", default_value_t = 5000)]
     pub produce_timeout_ms: u64,

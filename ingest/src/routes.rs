@@ -28,7 +28,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/streams/{stream_id}/comments", post(post_comment))
         .route("/v1/streams/{stream_id}/likes", post(post_like))
         .route_layer(middleware::from_fn_with_state(state.clone(), limit_address));
-    Router::new()
+    let cors = chorus_service::cors::layer(&state.allowed_origins, &[Method::POST, Method::GET]);
+    let app = Router::new()
         .merge(posts)
         .route("/openapi.json", get(openapi))
         // Every answer is a problem document, also for routes and methods that do not exist.
@@ -36,7 +37,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+        .with_state(state);
+    // Outermost: a listed origin's preflight is answered before anything else, and every answer carries
+    // the grant.
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
 async fn post_comment(

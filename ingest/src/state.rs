@@ -20,6 +20,8 @@ pub struct AppState {
     /// Take the client address from `X-Forwarded-For` (`--trust-forwarded-for`).
     pub trust_forwarded_for: bool,
     pub max_body_bytes: usize,
+    /// Browser origins whose pages may post (`--allowed-origins`).
+    pub allowed_origins: Vec<String>,
     /// The OpenAPI document of this instance ([`crate::openapi`]).
     pub openapi: String,
 }
@@ -40,6 +42,7 @@ impl AppState {
             authenticator,
             trust_forwarded_for: config.limits.trust_forwarded_for,
             max_body_bytes: config.max_body_bytes,
+            allowed_origins: config.allowed_origins.clone(),
         })
     }
 }

@@ -46,7 +46,9 @@ pub fn mirrored_region<'t>(topic: &'t str, events: &str) -> Option<&'t str> {
 }
 
 /// One partition of one topic: the key of everything Chorus keeps per partition.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TopicPartition {
     pub topic: String,
     pub partition: i32,

@@ -1,9 +1,11 @@
 //! Frames on the internal link from fanout to edge: one WebSocket binary message carries a [`PushBatch`],
 //! encoded with postcard. The link is ordered, so a frame's effects apply in the order fanout sent them.
+//! The edge asks back on the same link, one [`EdgeRequest`] a binary message (a resume's missed events).
 
 use serde::{Deserialize, Serialize};
 
 use crate::records::{PartitionPosition, StreamEvent};
+use crate::topics::TopicPartition;
 
 /// One event pushed to an edge, with where it sits in Kafka.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +38,38 @@ pub enum PushFrame {
         delta: u64,
         total: u64,
     },
+    /// The answer to an [`EdgeRequest::Replay`]: the stream's events routed at or after the positions asked
+    /// for, oldest first per partition; `short` names the partitions whose buffer no longer reaches back to
+    /// the position asked for (or that this instance does not own): their events are not all here; `ahead`
+    /// those where the position asked for is beyond this instance's (it names another log).
+    Replayed {
+        request: u64,
+        events: Vec<PushedEvent>,
+        short: Vec<TopicPartition>,
+        ahead: Vec<TopicPartition>,
+    },
+}
+
+/// What an edge asks of a fanout instance on its link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EdgeRequest {
+    /// A viewer resumes at `since`: the events of `stream_id` routed at or after it, still held for the
+    /// resume window.
+    Replay {
+        request: u64,
+        stream_id: String,
+        since: Vec<PartitionPosition>,
+    },
+}
+
+impl EdgeRequest {
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        Ok(postcard::to_stdvec(self)?)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
 }
 
 /// What one binary message on the link carries.
@@ -100,6 +134,17 @@ mod tests {
         assert_eq!(PushBatch::decode(&bytes)?, batch);
         assert!(PushBatch::decode(&bytes[..bytes.len() / 2]).is_err());
         assert!(PushBatch::decode(&[0xff, 0xff, 0xff]).is_err());
+        let ask = EdgeRequest::Replay {
+            request: 9,
+            stream_id: "s".into(),
+            since: vec![PartitionPosition {
+                topic: "events".into(),
+                partition: 3,
+                offset: 7,
+            }],
+        };
+        assert_eq!(EdgeRequest::decode(&ask.encode()?)?, ask);
+        assert!(EdgeRequest::decode(&[0xff]).is_err());
         Ok(())
     }
 }

@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod auth;
 pub mod clock;
+pub mod cors;
 pub mod credential;
 pub mod kafka;
 pub mod metrics;

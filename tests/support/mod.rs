@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod load;
 pub mod process;
 pub mod proxy;
+pub mod resume;
 pub mod sse;
 pub mod stored;
 pub mod viewer;
@@ -121,6 +122,9 @@ pub struct Cluster {
     pub http: reqwest::Client,
     /// Extra flags of every fanout started by [`Cluster::add_fanout`].
     pub fanout_args: Vec<String>,
+    /// Stops every role when the cluster is dropped without [`Cluster::stop`] (a test that failed), so that
+    /// no role's blocking consumer thread keeps the test's runtime from ending.
+    _stop_on_drop: tokio_util::sync::DropGuard,
 }
 
 const LOCAL: &str = "127.0.0.1:0";
@@ -171,6 +175,7 @@ impl Cluster {
         .expect("start ingest");
         let mut cluster = Cluster {
             kafka,
+            _stop_on_drop: shutdown.clone().drop_guard(),
             shutdown,
             ingest,
             fanouts: Vec::new(),
@@ -340,6 +345,20 @@ pub async fn metric(admin: SocketAddr, name: &str) -> f64 {
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.split(['{', ' ']).next() == Some(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Reads one label set of a metric (`labels` as the exposition writes them, `outcome="resumed"`).
+pub async fn metric_of(admin: SocketAddr, name: &str, labels: &str) -> f64 {
+    let body = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics body");
+    let series = format!("{name}{{{labels}}} ");
+    body.lines()
+        .filter_map(|l| l.strip_prefix(&series)?.parse::<f64>().ok())
         .sum()
 }
 
