@@ -355,24 +355,53 @@ async fn only_listed_origins_get_a_cors_grant() {
             .request(reqwest::Method::OPTIONS, &url)
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type,idempotency-key,x-user-id")
+            .header(
+                "access-control-request-headers",
+                "content-type,idempotency-key,x-user-id",
+            )
             .send()
     };
     let granted = preflight(page).await.expect("preflight");
     assert!(granted.status().is_success(), "{}", granted.status());
     assert_eq!(granted.headers()["access-control-allow-origin"], page);
-    let headers = granted.headers()["access-control-allow-headers"].to_str().expect("ascii");
-    assert!(headers.contains("idempotency-key") && headers.contains("x-user-id"), "{headers}");
-    let refused = preflight("http://elsewhere.example").await.expect("preflight");
-    assert!(refused.headers().get("access-control-allow-origin").is_none());
+    let headers = granted.headers()["access-control-allow-headers"]
+        .to_str()
+        .expect("ascii");
+    assert!(
+        headers.contains("idempotency-key") && headers.contains("x-user-id"),
+        "{headers}"
+    );
+    let refused = preflight("http://elsewhere.example")
+        .await
+        .expect("preflight");
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
 
-    let posted = ingest.comment("final", "from a page").user("u").header("origin", page).send().await;
+    let posted = ingest
+        .comment("final", "from a page")
+        .user("u")
+        .header("origin", page)
+        .send()
+        .await;
     assert_eq!(posted.status, 202);
     assert_eq!(posted.header("access-control-allow-origin"), Some(page));
-    let bad = ingest.comment("final", " ").user("u").header("origin", page).send().await;
+    let bad = ingest
+        .comment("final", " ")
+        .user("u")
+        .header("origin", page)
+        .send()
+        .await;
     assert_eq!(bad.status, 422);
-    assert_eq!(bad.header("access-control-allow-origin"), Some(page), "errors carry it too");
-    let exposed = bad.header("access-control-expose-headers").unwrap_or_default();
+    assert_eq!(
+        bad.header("access-control-allow-origin"),
+        Some(page),
+        "errors carry it too"
+    );
+    let exposed = bad
+        .header("access-control-expose-headers")
+        .unwrap_or_default();
     assert!(exposed.contains("retry-after"), "{exposed}");
     ingest.shutdown.cancel();
 }

@@ -6,7 +6,17 @@
 //! partitions and offsets never negative (and, checked against the rooms, only the stream's partition of
 //! topics that carry it).
 
-use crate::frames::{JoinPosition, StreamFrame};
+use chorus_schemas::wire::PushedEvent;
+use serde::Serialize;
+
+/// Where a viewer joined: it receives every event at or after these positions and none before.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct JoinPosition {
+    pub topic: String,
+    pub partition: i32,
+    /// `None` when no position of this partition is known yet (no event has passed since fanout started).
+    pub offset: Option<i64>,
+}
 
 /// A cursor a client came back with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,36 +108,23 @@ fn natural<T: std::str::FromStr>(text: &str) -> Option<T> {
 }
 
 /// `cursor` moved past `events`.
-pub fn past(
-    cursor: &[JoinPosition],
-    events: &[chorus_schemas::wire::PushedEvent],
-) -> Vec<JoinPosition> {
+pub fn past(cursor: &[JoinPosition], events: &[PushedEvent]) -> Vec<JoinPosition> {
     let mut after = cursor.to_vec();
-    for e in events {
-        match after.iter_mut().find(|p| p.topic == e.topic) {
-            Some(p) => p.offset = Some(p.offset.map_or(e.offset + 1, |o| o.max(e.offset + 1))),
-            None => after.push(JoinPosition {
-                topic: e.topic.clone(),
-                partition: e.partition,
-                offset: Some(e.offset + 1),
-            }),
-        }
-    }
+    move_past(
+        &mut after,
+        events
+            .iter()
+            .map(|e| (e.topic.as_str(), e.partition, e.offset + 1)),
+    );
     after
 }
 
-/// Moves `cursor` past `frame`: past its events, and to the frame's own cursor (everything of the stream
-/// before it was broadcast, so a viewer that has the frame has been sent all of it from its join on).
-pub fn advance(cursor: &mut Vec<JoinPosition>, frame: &StreamFrame) {
-    let after = frame
-        .events
-        .iter()
-        .map(|e| (e.topic.as_str(), e.partition, e.offset + 1));
-    let stands = frame
-        .cursor
-        .iter()
-        .filter_map(|c| Some((c.topic.as_str(), c.partition, c.offset?)));
-    for (topic, partition, next) in after.chain(stands) {
+/// Moves `cursor` to at least each `(topic, partition, next offset)`.
+pub fn move_past<'a>(
+    cursor: &mut Vec<JoinPosition>,
+    nexts: impl IntoIterator<Item = (&'a str, i32, i64)>,
+) {
+    for (topic, partition, next) in nexts {
         match cursor.iter_mut().find(|p| p.topic == topic) {
             Some(p) => p.offset = Some(p.offset.map_or(next, |o| o.max(next))),
             None => cursor.push(JoinPosition {

@@ -9,14 +9,7 @@ use serde::Serialize;
 
 use crate::likes::Likes;
 
-/// Where a viewer joined: it receives every event at or after these positions and none before.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct JoinPosition {
-    pub topic: String,
-    pub partition: i32,
-    /// `None` when no position of this partition is known yet (no event has passed since fanout started).
-    pub offset: Option<i64>,
-}
+pub use crate::cursor::JoinPosition;
 
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -224,11 +217,23 @@ impl StreamFrame {
             .cloned()
             .collect();
         let mut after = position.to_vec();
-        crate::cursor::advance(&mut after, self);
+        self.advance(&mut after);
         let text = crate::cursor::encode(&self.epoch, stream_id, &after);
         encode_comments(stream_id, &later, &text)
             .into_iter()
             .collect()
+    }
+
+    /// Moves `cursor` past this frame: past its events, and to the frame's own cursor (everything of the
+    /// stream before it was broadcast, so a viewer that has the frame has been sent all of it from its join
+    /// on).
+    pub fn advance(&self, cursor: &mut Vec<JoinPosition>) {
+        let stands = self
+            .cursor
+            .iter()
+            .filter_map(|c| Some((c.topic.as_str(), c.partition, c.offset?)));
+        crate::cursor::move_past(cursor, stands);
+        *cursor = crate::cursor::past(cursor, &self.events);
     }
 
     /// Events in this frame that a viewer joined at `join` receives.

@@ -64,7 +64,12 @@ impl Kept {
     /// Whether every event after `cursor` is held (a position per topic held, each at or after where holding
     /// starts).
     pub fn covers(&self, cursor: &[JoinPosition]) -> bool {
-        let at = |topic: &str| cursor.iter().find(|c| c.topic == topic).and_then(|c| c.offset);
+        let at = |topic: &str| {
+            cursor
+                .iter()
+                .find(|c| c.topic == topic)
+                .and_then(|c| c.offset)
+        };
         cursor.iter().all(|c| c.offset.is_some())
             && self
                 .from
@@ -132,9 +137,16 @@ mod tests {
         }
         assert!(kept.covers(&at(10)) && kept.covers(&at(13)));
         assert!(!kept.covers(&at(9)), "before the room held the stream");
-        let after: Vec<_> = kept.after(&at(13)).iter().map(|f| f.events[0].offset).collect();
+        let after: Vec<_> = kept
+            .after(&at(13))
+            .iter()
+            .map(|f| f.events[0].offset)
+            .collect();
         assert_eq!(after, [15]);
-        let none = vec![JoinPosition { offset: None, ..at(0).remove(0) }];
+        let none = vec![JoinPosition {
+            offset: None,
+            ..at(0).remove(0)
+        }];
         assert!(!kept.covers(&none), "an unknown position is never covered");
     }
 

@@ -141,20 +141,7 @@ impl Occurrence<'_> {
                 outcome,
                 replayed,
                 after,
-            } => {
-                let outcome = outcome.label();
-                tracing::debug!(
-                    outcome,
-                    replayed,
-                    after_ms = after.as_millis() as u64,
-                    "viewer resume"
-                );
-                viewers.resumes.with_label_values(&[outcome]).inc();
-                if outcome == "resumed" {
-                    viewers.resume_replayed.inc_by(replayed as u64);
-                    viewers.resume_to_replay.observe(after.as_secs_f64());
-                }
-            }
+            } => resume(viewers, outcome, replayed, after),
             Occurrence::Reconnect { reason } => {
                 tracing::debug!(reason, "viewer asked to reconnect");
                 viewers.reconnects.with_label_values(&[reason]).inc();
@@ -224,6 +211,28 @@ impl Occurrence<'_> {
             }
             _ => {}
         }
+    }
+}
+
+/// A resume's outcome, what it replayed and how soon.
+fn resume(
+    viewers: &crate::metrics::ViewerMetrics,
+    outcome: crate::replay::Outcome,
+    replayed: usize,
+    after: Duration,
+) {
+    let outcome = outcome.label();
+    let after_ms = after.as_millis() as u64;
+    tracing::debug!(
+        outcome,
+        replayed,
+        after_ms,
+        "viewer came back with a cursor"
+    );
+    viewers.resumes.with_label_values(&[outcome]).inc();
+    if outcome == "resumed" {
+        viewers.resume_replayed.inc_by(replayed as u64);
+        viewers.resume_to_replay.observe(after.as_secs_f64());
     }
 }
 

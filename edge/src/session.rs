@@ -308,7 +308,7 @@ impl Session {
             texts: frame.for_viewer(&self.stream_id, &self.position),
             events: frame.event_count(&self.position) as u64,
         };
-        cursor::advance(&mut self.position, frame);
+        frame.advance(&mut self.position);
         taken
     }
 

@@ -23,6 +23,32 @@ pub struct GapFill {
     pub ahead: Vec<TopicPartition>,
 }
 
+impl GapFill {
+    /// The events as one frame for the edge (none when there are none), how many, and the partitions it
+    /// falls short in.
+    pub fn into_frame(
+        self,
+    ) -> (
+        Option<chorus_schemas::wire::PushFrame>,
+        u64,
+        Vec<TopicPartition>,
+    ) {
+        let filled = self.events.len() as u64;
+        let frame = (filled > 0).then_some(chorus_schemas::wire::PushFrame::Events(self.events));
+        (frame, filled, self.short)
+    }
+
+    /// This fill as the answer to the edge's replay request `request`.
+    pub fn replayed(self, request: u64) -> chorus_schemas::wire::PushFrame {
+        chorus_schemas::wire::PushFrame::Replayed {
+            request,
+            events: self.events,
+            short: self.short,
+            ahead: self.ahead,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Recent {
     /// Most events kept per partition (0: none, no gap fill).

@@ -147,11 +147,7 @@ impl Router {
         };
         inner.edges.push(&edge, inner.seq, subscribed);
         if let Some(total) = inner.likes.total(&stream_id).filter(|t| *t > 0) {
-            let likes = PushFrame::Likes {
-                stream_id,
-                delta: 0,
-                total,
-            };
+            let likes = PushFrame::likes(&stream_id, 0, total);
             inner.edges.push(&edge, inner.seq, likes);
         }
     }
@@ -187,15 +183,19 @@ impl Router {
     /// Queues a gap fill's events to `edge` as one frame, counting each partition it falls short in; returns
     /// how many events it holds.
     fn send_fill(&self, inner: &Inner, edge: &str, fill: GapFill) -> u64 {
-        for at in &fill.short {
-            self.metrics.routing.gap_fill_short.inc();
-            tracing::warn!(topic = %at.topic, partition = at.partition, "gap fill buffer does not reach back to a join position");
+        let (frame, filled, short) = fill.into_frame();
+        if !short.is_empty() {
+            self.metrics
+                .routing
+                .gap_fill_short
+                .inc_by(short.len() as u64);
+            tracing::warn!(
+                ?short,
+                "gap fill buffer does not reach back to a join position"
+            );
         }
-        let filled = fill.events.len() as u64;
-        if filled > 0 {
-            inner
-                .edges
-                .push(edge, inner.seq, PushFrame::Events(fill.events));
+        if let Some(frame) = frame {
+            inner.edges.push(edge, inner.seq, frame);
         }
         filled
     }
@@ -217,11 +217,10 @@ impl Router {
     /// Sends the position of every owned partition to every edge.
     pub fn heartbeat(&self) {
         let inner = lock(&self.inner);
-        if inner.positions.is_empty() {
-            return;
+        if !inner.positions.is_empty() {
+            let positions = PushFrame::Positions(inner.positions.announce());
+            inner.edges.push_all(inner.seq, &positions);
         }
-        let positions = PushFrame::Positions(inner.positions.announce());
-        inner.edges.push_all(inner.seq, &positions);
     }
 
     pub fn knows_position(&self, at: &TopicPartition) -> bool {
@@ -264,18 +263,11 @@ impl Router {
         let left_out = inner.budgets.take_left_out(now_ms);
         let edges = &inner.edges;
         for (stream_id, left_out) in left_out {
-            let sampled = || PushFrame::Sampled {
-                stream_id: stream_id.clone(),
-                left_out,
-            };
+            let sampled = || PushFrame::sampled(&stream_id, left_out);
             edges.push_to_viewers(&stream_id, seq, sampled);
         }
         for (stream_id, delta, total) in &tick.announce {
-            let likes = || PushFrame::Likes {
-                stream_id: stream_id.clone(),
-                delta: *delta,
-                total: *total,
-            };
+            let likes = || PushFrame::likes(stream_id, *delta, *total);
             let pushed = edges.push_to_viewers(stream_id, seq, likes);
             self.metrics.routing.likes_frames.inc_by(pushed);
         }
@@ -300,15 +292,8 @@ impl LinkOwner for Router {
     fn replay(&self, request: u64, stream_id: &str, since: &[PartitionPosition]) -> PushFrame {
         let inner = lock(&self.inner);
         let fill = inner.recent.replay(stream_id, since, &inner.positions);
-        self.metrics
-            .routing
-            .replayed_events
-            .inc_by(fill.events.len() as u64);
-        PushFrame::Replayed {
-            request,
-            events: fill.events,
-            short: fill.short,
-            ahead: fill.ahead,
-        }
+        let events = fill.events.len();
+        self.metrics.routing.replayed_events.inc_by(events as u64);
+        fill.replayed(request)
     }
 }

@@ -50,6 +50,25 @@ pub enum PushFrame {
     },
 }
 
+impl PushFrame {
+    /// A stream's likes since its last `Likes` frame, and its total.
+    pub fn likes(stream_id: &str, delta: u64, total: u64) -> Self {
+        PushFrame::Likes {
+            stream_id: stream_id.to_owned(),
+            delta,
+            total,
+        }
+    }
+
+    /// A stream's comments left out by its budget.
+    pub fn sampled(stream_id: &str, left_out: u64) -> Self {
+        PushFrame::Sampled {
+            stream_id: stream_id.to_owned(),
+            left_out,
+        }
+    }
+}
+
 /// What an edge asks of a fanout instance on its link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EdgeRequest {
