@@ -40,6 +40,12 @@ fn assert_exactly_once_in_order(seen: &Seen, posted: &[Posted], what: &str) {
     assert_eq!(got, expected, "{what}: out of order");
 }
 
+/// Resumes counted on an edge with `outcome`.
+async fn resumes(admin: SocketAddr, outcome: &str) -> f64 {
+    let outcome = format!("outcome=\"{outcome}\"");
+    metric_of(admin, "chorus_edge_resumes_total", &outcome).await
+}
+
 async fn drain(cluster: &Cluster, edge: usize) {
     let admin = cluster.edges[edge].admin;
     let answer = cluster
@@ -95,12 +101,7 @@ async fn drained_viewer_resumes_on_another_edge(wire: Wire) {
     assert!(seen.gaps.is_empty(), "no gap: {:?}", seen.gaps);
     assert!(all, "every acknowledged comment arrived");
     assert_exactly_once_in_order(&seen, &posted, &format!("{wire:?}"));
-    let resumed = metric_of(
-        cluster.edges[1].admin,
-        "chorus_edge_resumes_total",
-        "outcome=\"resumed\"",
-    )
-    .await;
+    let resumed = resumes(cluster.edges[1].admin, "resumed").await;
     assert!(resumed >= 1.0, "counted: {resumed}");
     cluster.edges.remove(0);
     cluster.stop().await;
@@ -212,20 +213,7 @@ async fn cursors_that_cannot_be_resumed_say_so_and_keep_the_connection() {
     // The pipeline has passed it (a watcher of another stream on the partition would see it): wait until a
     // live join of the stream starts after it.
     let passed = evicts["offset"].as_i64().expect("offset") + 1;
-    let started = tokio::time::Instant::now();
-    loop {
-        let probe = Viewer::connect(&format!("ws://{edge}/v1/streams/windowed/ws")).await;
-        let join = probe.hello["join"][0]["offset"].as_i64().unwrap_or(-1);
-        probe.close().await;
-        if join >= passed {
-            break;
-        }
-        assert!(
-            started.elapsed() < WAIT,
-            "the edge stays at {join}, not {passed}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    known_on(edge, "windowed", passed).await;
     assert_not_resumed(
         &cluster,
         &url("windowed", &old),
@@ -233,12 +221,7 @@ async fn cursors_that_cannot_be_resumed_say_so_and_keep_the_connection() {
         "older than the window",
     )
     .await;
-    let window = metric_of(
-        cluster.edges[0].admin,
-        "chorus_edge_resumes_total",
-        "outcome=\"window\"",
-    )
-    .await;
+    let window = resumes(cluster.edges[0].admin, "window").await;
     assert_eq!(window, 1.0);
 
     // Another stream's cursor, and garbage.
@@ -248,12 +231,7 @@ async fn cursors_that_cannot_be_resumed_say_so_and_keep_the_connection() {
     for bad in [foreign.as_str(), "garbage", "00ff:events/0/-1", ""] {
         assert_not_resumed(&cluster, &url("windowed", bad), "windowed", bad).await;
     }
-    let malformed = metric_of(
-        cluster.edges[0].admin,
-        "chorus_edge_resumes_total",
-        "outcome=\"malformed\"",
-    )
-    .await;
+    let malformed = resumes(cluster.edges[0].admin, "malformed").await;
     assert!(malformed >= 3.0, "counted: {malformed}");
     cluster.stop().await;
 }
@@ -287,12 +265,7 @@ async fn a_cursor_from_a_log_that_is_gone_is_another_epoch() {
         url_escape(&cursor)
     );
     assert_not_resumed(&again, &url, "epoch", "a log that is gone").await;
-    let epoch = metric_of(
-        again.edges[0].admin,
-        "chorus_edge_resumes_total",
-        "outcome=\"epoch\"",
-    )
-    .await;
+    let epoch = resumes(again.edges[0].admin, "epoch").await;
     assert_eq!(epoch, 1.0);
     again.stop().await;
 }
@@ -333,7 +306,7 @@ async fn a_thousand_viewers_of_a_killed_edge_resume_on_the_survivor() {
     // subscription none to fill from): wait until both edges know them.
     for edge in [a.addr, b.addr] {
         for stream in &streams {
-            known_on(edge, stream).await;
+            known_on(edge, stream, 0).await;
         }
     }
     // Half the streams have viewers on both edges (the survivor holds them), half only on the edge killed
@@ -416,25 +389,26 @@ async fn a_thousand_viewers_of_a_killed_edge_resume_on_the_survivor() {
         support::percentile(&caught_up, 0.99),
         caught_up.last().copied().unwrap_or_default()
     );
-    let counted = metric_of(b.admin, "chorus_edge_resumes_total", "outcome=\"resumed\"").await;
+    let counted = resumes(b.admin, "resumed").await;
     assert_eq!(counted, f64::from(resumed));
     b.kill().await;
     cluster.stop().await;
 }
 
-/// Waits until a live join of `stream` on `edge` starts at a known position.
-async fn known_on(edge: SocketAddr, stream: &str) {
+/// Waits until a live join of `stream` on `edge` starts at a known position, `at_least` or later.
+async fn known_on(edge: SocketAddr, stream: &str, at_least: i64) {
     let started = tokio::time::Instant::now();
     loop {
         let probe = Viewer::connect(&format!("ws://{edge}/v1/streams/{stream}/ws")).await;
-        let known = probe.hello["join"][0]["offset"].is_i64();
+        let join = probe.hello["join"][0]["offset"].as_i64();
         probe.close().await;
-        if known {
+        if join.is_some_and(|j| j >= at_least) {
             return;
         }
+        let stands = format!("{join:?}");
         assert!(
             started.elapsed() < WAIT,
-            "{edge} never learnt where {stream} stands"
+            "{edge} stands at {stands} for {stream}, not {at_least}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -333,14 +333,19 @@ impl Cluster {
     }
 }
 
-/// Reads a metric (summed over its label sets) from an admin port.
-pub async fn metric(admin: SocketAddr, name: &str) -> f64 {
-    let body = reqwest::get(format!("http://{admin}/metrics"))
+/// What an admin port's `/metrics` says.
+async fn scrape(admin: SocketAddr) -> String {
+    reqwest::get(format!("http://{admin}/metrics"))
         .await
         .expect("scrape")
         .text()
         .await
-        .expect("metrics body");
+        .expect("metrics body")
+}
+
+/// Reads a metric (summed over its label sets) from an admin port.
+pub async fn metric(admin: SocketAddr, name: &str) -> f64 {
+    let body = scrape(admin).await;
     body.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.split(['{', ' ']).next() == Some(name))
@@ -350,12 +355,7 @@ pub async fn metric(admin: SocketAddr, name: &str) -> f64 {
 
 /// Reads one label set of a metric (`labels` as the exposition writes them, `outcome="resumed"`).
 pub async fn metric_of(admin: SocketAddr, name: &str, labels: &str) -> f64 {
-    let body = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("metrics body");
+    let body = scrape(admin).await;
     let series = format!("{name}{{{labels}}} ");
     body.lines()
         .filter_map(|l| l.strip_prefix(&series)?.parse::<f64>().ok())
