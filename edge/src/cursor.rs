@@ -18,6 +18,29 @@ pub struct JoinPosition {
     pub offset: Option<i64>,
 }
 
+/// How a resume ended (the label of `chorus_edge_resumes_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Resumed,
+    /// What the viewer missed is no longer held (older than the resume window, or held by no one here).
+    Window,
+    /// The cursor's positions are of another log: another cluster, or a topic since recreated.
+    Epoch,
+    /// Not a cursor of this stream.
+    Malformed,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Resumed => "resumed",
+            Outcome::Window => "window",
+            Outcome::Epoch => "epoch",
+            Outcome::Malformed => "malformed",
+        }
+    }
+}
+
 /// A cursor a client came back with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {

@@ -31,7 +31,7 @@ pub enum Occurrence<'a> {
     /// A viewer came back with a cursor: resumed with `replayed` events it missed, ready `after` its
     /// connect, or not resumed (the outcome says why).
     Resume {
-        outcome: crate::replay::Outcome,
+        outcome: crate::cursor::Outcome,
         replayed: usize,
         after: Duration,
     },
@@ -217,7 +217,7 @@ impl Occurrence<'_> {
 /// A resume's outcome, what it replayed and how soon.
 fn resume(
     viewers: &crate::metrics::ViewerMetrics,
-    outcome: crate::replay::Outcome,
+    outcome: crate::cursor::Outcome,
     replayed: usize,
     after: Duration,
 ) {

@@ -13,34 +13,12 @@ use chorus_schemas::wire::{EdgeRequest, PushedEvent};
 use chorus_schemas::{PartitionPosition, TopicPartition};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cursor::Outcome;
 use crate::positions::SessionId;
 use crate::room::lock;
 
 /// Requests waiting to be written on one link.
 const LINK_REQUESTS: usize = 4_096;
-
-/// How a resume ended (the label of `chorus_edge_resumes_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Resumed,
-    /// What the viewer missed is no longer held (older than the resume window, or held by no one here).
-    Window,
-    /// The cursor's positions are of another log: another cluster, or a topic since recreated.
-    Epoch,
-    /// Not a cursor of this stream.
-    Malformed,
-}
-
-impl Outcome {
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Resumed => "resumed",
-            Outcome::Window => "window",
-            Outcome::Epoch => "epoch",
-            Outcome::Malformed => "malformed",
-        }
-    }
-}
 
 /// One session's answer: the events, or why they are not all there.
 type Answer = Result<Vec<PushedEvent>, Outcome>;

@@ -16,11 +16,10 @@ use tokio::sync::broadcast::Receiver;
 
 use crate::admission::Viewer;
 use crate::attendance::{Presence, Transport};
-use crate::cursor::{self, Cursor};
+use crate::cursor::{self, Cursor, Outcome};
 use crate::frames::{JoinPosition, ServerFrame, StreamFrame};
 use crate::occurrences::Occurrence;
 use crate::positions::SessionId;
-use crate::replay::Outcome;
 use crate::room::Held;
 use crate::state::ViewerState;
 
