@@ -232,8 +232,11 @@ impl StreamFrame {
             .cursor
             .iter()
             .filter_map(|c| Some((c.topic.as_str(), c.partition, c.offset?)));
-        crate::cursor::move_past(cursor, stands);
-        *cursor = crate::cursor::past(cursor, &self.events);
+        let past = self
+            .events
+            .iter()
+            .map(|e| (e.topic.as_str(), e.partition, e.offset + 1));
+        crate::cursor::move_past(cursor, stands.chain(past));
     }
 
     /// Events in this frame that a viewer joined at `join` receives.
