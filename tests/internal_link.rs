@@ -123,6 +123,7 @@ fn forged_comment(at: &PartitionPosition, stream: &str) -> PushedEvent {
             created_ms: chorus_service::clock::now_ms(),
             origin: "local".into(),
             role: UserRole::default(),
+            retraction: None,
         },
     }
 }

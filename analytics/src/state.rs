@@ -21,7 +21,7 @@ impl Counts {
         match kind {
             EventKind::Comment => self.comments += 1,
             EventKind::Like => self.likes += 1,
-            EventKind::Other => {}
+            EventKind::Other | EventKind::Retract => {}
         }
     }
 
@@ -150,6 +150,7 @@ mod tests {
             created_ms,
             origin: "local".into(),
             role: Default::default(),
+            retraction: None,
         }
     }
 

@@ -148,6 +148,11 @@ impl Presence {
     pub fn epoch(&self) -> &str {
         self.room.epoch()
     }
+
+    /// Whether the comment `event_id` was taken down in the room.
+    pub fn taken_down(&self, event_id: &str) -> bool {
+        self.room.taken_down(event_id)
+    }
 }
 
 impl Drop for Presence {

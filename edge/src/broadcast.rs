@@ -20,12 +20,16 @@ use crate::positions::SessionId;
 use crate::room::{lock, Room};
 use crate::rooms::Rooms;
 
+/// The flush tick when neither coalescing nor likes pacing sets one: held viewer counts (one a second) leave
+/// at most this late.
+const VIEWERS_TICK: Duration = Duration::from_millis(50);
+
 #[derive(Debug)]
 pub struct Broadcast {
     rooms: Arc<Rooms>,
     coalescing: Option<Coalescing>,
-    /// How often the flush tick looks at the rooms that wait; `None` when nothing ever waits.
-    flush_tick: Option<Duration>,
+    /// How often the flush tick looks at the rooms that wait.
+    flush_tick: Duration,
     /// Rooms with events or likes waiting for a flush tick.
     waiting: Mutex<Vec<Arc<Room>>>,
     metrics: EdgeMetrics,
@@ -37,7 +41,8 @@ impl Broadcast {
         // Coalescing's own tick when it is on (its waits are counted in it); held likes are looked at then.
         let flush_tick = coalescing
             .map(|c| c.tick())
-            .or_else(|| LikesPacing::tick(config.likes_interval()));
+            .or_else(|| LikesPacing::tick(config.likes_interval()))
+            .unwrap_or(VIEWERS_TICK);
         Broadcast {
             rooms,
             coalescing,
@@ -58,10 +63,7 @@ impl Broadcast {
 
     /// Every flush tick until `stop`, sends the coalesced events and the held likes whose wait is over.
     pub async fn flush_every(self: Arc<Self>, stop: CancellationToken) {
-        let Some(period) = self.flush_tick else {
-            return;
-        };
-        let mut tick = tokio::time::interval(period);
+        let mut tick = tokio::time::interval(self.flush_tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -143,6 +145,16 @@ impl Broadcast {
         }
     }
 
+    /// Fanout's count of a stream's viewers everywhere (see [`crate::viewers`]).
+    pub fn viewers(&self, stream_id: &str, count: u64) {
+        let Some(room) = self.rooms.room(stream_id) else {
+            return;
+        };
+        if room.offer_viewers(count, Instant::now(), &self.metrics) {
+            lock(&self.waiting).push(room);
+        }
+    }
+
     /// Comments of a stream that its budget left out: the viewers are told how many.
     pub fn sampled(&self, stream_id: &str, left_out: u64) {
         if let Some(room) = self.rooms.room(stream_id) {
@@ -215,7 +227,10 @@ mod tests {
     #[test]
     fn a_total_without_new_likes_still_reaches_the_viewers_and_a_known_one_does_not() {
         let (broadcast, room, metrics) = edge(&["--likes-interval-ms", "0", "--coalesce-ms", "0"]);
-        assert_eq!(broadcast.flush_tick, None, "nothing ever waits");
+        assert_eq!(
+            broadcast.flush_tick, VIEWERS_TICK,
+            "only viewer counts wait"
+        );
         let mut frames = broadcast.rooms.join(&room).frames;
         broadcast.likes("s", 0, 120);
         broadcast.likes("s", 0, 120);
@@ -227,8 +242,8 @@ mod tests {
     #[test]
     fn the_flush_tick_runs_for_likes_when_coalescing_is_off() {
         let (broadcast, _, _) = edge(&["--coalesce-ms", "0"]);
-        assert_eq!(broadcast.flush_tick, Some(Duration::from_millis(20)));
+        assert_eq!(broadcast.flush_tick, Duration::from_millis(20));
         let (broadcast, _, _) = edge(&[]);
-        assert_eq!(broadcast.flush_tick, Some(Duration::from_millis(5)));
+        assert_eq!(broadcast.flush_tick, Duration::from_millis(5));
     }
 }

@@ -38,6 +38,11 @@ pub struct EdgeConfig {
     /// How long a lease is valid; it is renewed every third of this.
     #[arg(long, env = "CHORUS_EDGE_LEASE_TTL_MS", default_value_t = 10_000)]
     pub lease_ttl_ms: u64,
+    /// How often this edge writes its changed viewer counts to `viewer-counts`, in milliseconds (each count is
+    /// renewed every third of the lease TTL and counted until the TTL runs out: an edge that died stops
+    /// being counted then).
+    #[arg(long, env = "CHORUS_EDGE_VIEWER_COUNT_MS", default_value_t = 250)]
+    pub viewer_count_ms: u64,
     /// How long a stream's subscription outlives its last viewer on this edge (absorbs churn).
     #[arg(
         long,
@@ -195,6 +200,10 @@ pub struct EdgeConfig {
 }
 
 impl EdgeConfig {
+    pub fn viewer_count_period(&self) -> Duration {
+        Duration::from_millis(self.viewer_count_ms.max(10))
+    }
+
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_millis(self.lease_ttl_ms.max(300))
     }

@@ -1,84 +1,15 @@
-//! The JSON frames viewers receive. Each frame is serialised once per stream and shared by every socket.
+//! The frames a stream's viewers receive ([`crate::protocol`] has their JSON): each is serialised once per
+//! stream and shared by every socket.
 
 use std::sync::Arc;
 
+use crate::likes::Likes;
 use axum::extract::ws::Utf8Bytes;
 use chorus_schemas::wire::PushedEvent;
 use chorus_schemas::EventKind;
-use serde::Serialize;
-
-use crate::likes::Likes;
 
 pub use crate::cursor::JoinPosition;
-
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ServerFrame<'a> {
-    Hello {
-        stream_id: &'a str,
-        edge_id: &'a str,
-        join: &'a [JoinPosition],
-        heartbeat_ms: u64,
-        /// The stream's like count so far.
-        likes_total: u64,
-        /// What the viewer has been sent: to come back with.
-        cursor: &'a str,
-        /// Whether the viewer came back with a cursor and gets everything after it.
-        resumed: bool,
-    },
-    Events {
-        stream_id: &'a str,
-        events: Vec<ViewerEvent<'a>>,
-        /// What the viewer has been sent once it has this frame.
-        cursor: &'a str,
-    },
-    Likes {
-        stream_id: &'a str,
-        delta: u64,
-        total: u64,
-    },
-    Gap {
-        stream_id: &'a str,
-        missed_frames: u64,
-        reason: &'a str,
-    },
-    /// Comments left out by the stream's comment budget (a `gap` with reason `sampled`).
-    #[serde(rename = "gap")]
-    Sampled {
-        stream_id: &'a str,
-        reason: &'a str,
-        missed_events: u64,
-    },
-    /// The connection ends: come back after `delay_ms` (random, so clients do not all come back at once).
-    Reconnect {
-        stream_id: &'a str,
-        reason: &'a str,
-        delay_ms: u64,
-        cursor: &'a str,
-    },
-}
-
-/// One comment as a viewer sees it.
-#[derive(Debug, Serialize)]
-pub struct ViewerEvent<'a> {
-    pub event_id: &'a str,
-    pub user_id: &'a str,
-    pub kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub text: Option<&'a str>,
-    pub created_ms: i64,
-    pub origin: &'a str,
-    pub topic: &'a str,
-    pub offset: i64,
-}
-
-impl ServerFrame<'_> {
-    /// The frame as WebSocket text, validated once and then shared by every socket that sends it.
-    pub fn to_text(&self) -> Utf8Bytes {
-        // Serialising these plain structs cannot fail.
-        Utf8Bytes::from(serde_json::to_string(self).unwrap_or_default())
-    }
-}
+pub use crate::protocol::{ServerFrame, ViewerEvent};
 
 /// Where a viewer joined, per topic (the local `events` and each mirrored `<region>.events`).
 pub type Join = [JoinPosition];
@@ -105,6 +36,8 @@ pub struct StreamFrame {
     pub events: Vec<PushedEvent>,
     /// Pre-encoded `events` frame (comments), if any.
     pub comments: Option<Utf8Bytes>,
+    /// Pre-encoded `retract` frame, when the frame holds take-downs.
+    pub retract: Option<Utf8Bytes>,
     /// Pre-encoded `likes` frame, in a frame of its own (likes come aggregated from fanout, once per tick),
     /// with what it says (to merge it with others a viewer has yet to be sent).
     pub likes: Option<(Likes, Utf8Bytes)>,
@@ -131,33 +64,64 @@ impl StreamFrame {
             }
         }
         let comments = encode_comments(stream_id, &events, &text);
+        let retract = encode_retract(stream_id, &events);
         Some(StreamFrame {
             cursor,
             epoch: epoch.clone(),
             first_offsets,
             events,
             comments,
+            retract,
             likes: None,
         })
     }
 
-    /// A `gap` frame telling the viewers how many comments the stream's budget left out.
-    pub fn sampled(stream_id: &str, left_out: u64) -> StreamFrame {
+    /// The frame without the comments in `taken_down` (re-encoded, same cursor); `None` when nothing is left.
+    pub fn without(&self, stream_id: &str, taken_down: &dyn Fn(&str) -> bool) -> Option<Self> {
+        let events = self
+            .events
+            .iter()
+            .filter(|e| e.event.kind != EventKind::Comment || !taken_down(&e.event.event_id))
+            .cloned()
+            .collect();
+        StreamFrame::encode(stream_id, events, &self.epoch, self.cursor.clone())
+    }
+
+    /// Whether the frame holds a comment in `taken_down`.
+    pub fn holds_any(&self, taken_down: &dyn Fn(&str) -> bool) -> bool {
+        self.events
+            .iter()
+            .any(|e| e.event.kind == EventKind::Comment && taken_down(&e.event.event_id))
+    }
+
+    /// A frame of one text that is neither kept nor filtered (gap, viewers).
+    fn notice(text: Utf8Bytes) -> StreamFrame {
         StreamFrame {
             cursor: Vec::new(),
             epoch: "".into(),
             first_offsets: Vec::new(),
             events: Vec::new(),
-            comments: Some(
-                ServerFrame::Sampled {
-                    stream_id,
-                    reason: "sampled",
-                    missed_events: left_out,
-                }
-                .to_text(),
-            ),
+            comments: Some(text),
+            retract: None,
             likes: None,
         }
+    }
+
+    /// A `viewers` frame: how many watch the stream everywhere.
+    pub fn viewers(stream_id: &str, count: u64) -> StreamFrame {
+        StreamFrame::notice(ServerFrame::Viewers { stream_id, count }.to_text())
+    }
+
+    /// A `gap` frame telling the viewers how many comments the stream's budget left out.
+    pub fn sampled(stream_id: &str, left_out: u64) -> StreamFrame {
+        StreamFrame::notice(
+            ServerFrame::Sampled {
+                stream_id,
+                reason: "sampled",
+                missed_events: left_out,
+            }
+            .to_text(),
+        )
     }
 
     /// A `likes` frame: the likes of a stream that fanout counted in one tick, and the running total.
@@ -174,6 +138,7 @@ impl StreamFrame {
             first_offsets: Vec::new(),
             events: Vec::new(),
             comments: None,
+            retract: None,
             likes: Some((likes, text)),
         }
     }
@@ -206,6 +171,7 @@ impl StreamFrame {
             return self
                 .comments
                 .iter()
+                .chain(&self.retract)
                 .chain(self.likes.iter().map(|(_, text)| text))
                 .cloned()
                 .collect();
@@ -221,6 +187,7 @@ impl StreamFrame {
         let text = crate::cursor::encode(&self.epoch, stream_id, &after);
         encode_comments(stream_id, &later, &text)
             .into_iter()
+            .chain(self.retract.clone())
             .collect()
     }
 
@@ -287,14 +254,11 @@ pub fn merge_likes(stream_id: &str, frames: Vec<Arc<StreamFrame>>) -> Vec<Arc<St
 fn encode_comments(stream_id: &str, events: &[PushedEvent], cursor: &str) -> Option<Utf8Bytes> {
     let comments: Vec<ViewerEvent<'_>> = events
         .iter()
+        .filter(|e| e.event.kind != EventKind::Retract)
         .map(|e| ViewerEvent {
             event_id: &e.event.event_id,
             user_id: &e.event.user_id,
-            kind: match e.event.kind {
-                EventKind::Comment => "comment",
-                EventKind::Like => "like",
-                EventKind::Other => "other",
-            },
+            kind: e.event.kind.label(),
             text: e.event.text.as_deref(),
             created_ms: e.event.created_ms,
             origin: &e.event.origin,
@@ -307,6 +271,24 @@ fn encode_comments(stream_id: &str, events: &[PushedEvent], cursor: &str) -> Opt
             stream_id,
             events: comments,
             cursor,
+        }
+        .to_text()
+    })
+}
+
+/// The `retract` frame of the take-downs among `events`, if any (each id once).
+fn encode_retract(stream_id: &str, events: &[PushedEvent]) -> Option<Utf8Bytes> {
+    let mut ids: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.event.retraction.as_ref())
+        .flat_map(|r| r.event_ids.iter().map(String::as_str))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    (!ids.is_empty()).then(|| {
+        ServerFrame::Retract {
+            stream_id,
+            event_ids: &ids,
         }
         .to_text()
     })

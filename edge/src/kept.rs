@@ -77,6 +77,20 @@ impl Kept {
                 .all(|(topic, from)| at(topic).is_some_and(|o| o >= *from))
     }
 
+    /// Re-encodes the kept frames holding a comment `taken_down` without it (a frame left with nothing is
+    /// dropped; the frames after it still carry the cursor past it).
+    pub fn take_down(&mut self, stream_id: &str, taken_down: &dyn Fn(&str) -> bool) {
+        self.frames = std::mem::take(&mut self.frames)
+            .into_iter()
+            .filter_map(|(at, frame)| {
+                if !frame.holds_any(taken_down) {
+                    return Some((at, frame));
+                }
+                Some((at, Arc::new(frame.without(stream_id, taken_down)?)))
+            })
+            .collect();
+    }
+
     /// The kept frames with events after `cursor`, oldest first.
     pub fn after(&self, cursor: &[JoinPosition]) -> Vec<Arc<StreamFrame>> {
         self.frames
@@ -117,6 +131,7 @@ mod tests {
                 created_ms: 0,
                 origin: "r".into(),
                 role: UserRole::default(),
+                retraction: None,
             },
         };
         let frame = StreamFrame::encode("s", vec![event], &"00".into(), at(offset + 1));

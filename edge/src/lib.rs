@@ -22,7 +22,9 @@
 //! - [`push`]: the internal endpoint fanout pushes to (only with the internal token); [`positions`]: which of
 //!   fanout's positions the edge believes, the rule over [`trust`]; [`broadcast`]: how its batches, likes
 //!   and sampling notes reach the rooms, and the flush tick; [`coalesce`]: how long events wait to go out
-//!   together; [`likes`]: at most one `likes` frame per stream per interval.
+//!   together; [`likes`]: at most one `likes` frame per stream per interval; [`takedowns`]: comments taken
+//!   down, never sent after; [`viewers`]: viewer counts written to `viewer-counts` and paced to viewers.
+//! - [`protocol`]: the JSON frames of the viewer protocol.
 //! - [`occurrences`]: everything counted (and logged) happening, each in one place; [`metrics`]: the
 //!   metrics they move; [`config`]; [`error`].
 
@@ -43,6 +45,7 @@ pub mod metrics;
 pub mod occurrences;
 pub mod poll;
 pub mod positions;
+pub mod protocol;
 pub mod push;
 pub mod replay;
 pub mod room;
@@ -50,7 +53,9 @@ pub mod rooms;
 pub mod session;
 pub mod sse;
 pub mod state;
+pub mod takedowns;
 pub mod trust;
+pub mod viewers;
 pub mod ws;
 
 use std::sync::Arc;
@@ -153,6 +158,13 @@ pub async fn run(
             .keep_lease(config.lease_ttl(), finished.clone()),
     );
     tokio::spawn(broadcast.clone().flush_every(finished.clone()));
+    tokio::spawn(viewers::count_every(
+        rooms.clone(),
+        membership.clone(),
+        config.viewer_count_period(),
+        config.lease_ttl(),
+        finished.clone(),
+    ));
     tracing::info!(
         edge_id = membership.edge_id(),
         push_url = membership.push_url(),
@@ -189,7 +201,12 @@ pub async fn run(
         tokio::spawn(server.serve(listeners.internal, "internal", internal, finished.clone()));
     serve_viewers(listeners.public, &server, viewers, tracker).await?;
     finished.cancel();
-    membership.leave(&rooms.streams());
+    let here: Vec<(String, i32)> = rooms
+        .all()
+        .iter()
+        .map(|room| (room.stream_id.clone(), room.partition()))
+        .collect();
+    membership.leave(&here);
     for task in [internal, admin] {
         match task.await {
             Ok(result) => result?,

@@ -1,10 +1,11 @@
 //! What the edge tells the cluster about itself: its lease in `edges` (renewed, tombstoned on clean stop)
-//! and, per stream with viewers here, a record in `subscriptions` (tombstoned after the last viewer left).
+//! and, per stream with viewers here, a record in `subscriptions` (tombstoned after the last viewer left) and
+//! its viewer count in `viewer-counts` (see [`crate::viewers`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chorus_schemas::{Codec, EdgeLease, PartitionPosition, Subscription};
+use chorus_schemas::{Codec, EdgeLease, PartitionPosition, Subscription, ViewerCount};
 use chorus_service::{clock, KafkaArgs};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -18,8 +19,10 @@ pub struct Membership {
     producer: FutureProducer,
     subscriptions_topic: String,
     edges_topic: String,
+    viewer_counts_topic: String,
     subscriptions: Codec<Subscription>,
     leases: Codec<EdgeLease>,
+    counts: Codec<ViewerCount>,
     lease: EdgeLease,
     metrics: EdgeMetrics,
 }
@@ -48,8 +51,10 @@ impl Membership {
             producer,
             subscriptions_topic: topics.subscriptions,
             edges_topic: topics.edges,
+            viewer_counts_topic: topics.viewer_counts,
             subscriptions: Codec::subscription()?,
             leases: Codec::edge_lease()?,
+            counts: Codec::viewer_count()?,
             lease: EdgeLease {
                 edge_id,
                 region: kafka.region.clone(),
@@ -84,6 +89,7 @@ impl Membership {
                 &self.subscriptions_topic,
                 Subscription::key(stream_id, self.edge_id()),
                 Some(payload),
+                None,
             ),
             Err(error) => tracing::error!(%error, "cannot encode a subscription"),
         }
@@ -96,6 +102,42 @@ impl Membership {
             &self.subscriptions_topic,
             Subscription::key(stream_id, self.edge_id()),
             None,
+            None,
+        );
+    }
+
+    /// Writes how many viewers of `stream_id` this edge holds, counted until `ttl` from now unless renewed;
+    /// in the stream's `partition`, as in `events`.
+    pub fn count_viewers(&self, stream_id: &str, count: u64, partition: i32, ttl: Duration) {
+        let now = clock::now_ms();
+        let record = ViewerCount {
+            stream_id: stream_id.to_owned(),
+            edge_id: self.lease.edge_id.clone(),
+            region: self.lease.region.clone(),
+            count: i64::try_from(count).unwrap_or(i64::MAX),
+            updated_ms: now,
+            expires_ms: now + ttl.as_millis() as i64,
+        };
+        match self.counts.encode(&record) {
+            Ok(payload) => self.send(
+                "viewer_count",
+                &self.viewer_counts_topic,
+                ViewerCount::key(stream_id, self.edge_id()),
+                Some(payload),
+                Some(partition),
+            ),
+            Err(error) => tracing::error!(%error, "cannot encode a viewer count"),
+        }
+    }
+
+    /// The room of `stream_id` is gone: its count's tombstone.
+    pub fn uncount_viewers(&self, stream_id: &str, partition: i32) {
+        self.send(
+            "viewer_count_tombstone",
+            &self.viewer_counts_topic,
+            ViewerCount::key(stream_id, self.edge_id()),
+            None,
+            Some(partition),
         );
     }
 
@@ -111,6 +153,7 @@ impl Membership {
                 &self.edges_topic,
                 lease.edge_id.clone(),
                 Some(payload),
+                None,
             ),
             Err(error) => tracing::error!(%error, "cannot encode the edge lease"),
         }
@@ -127,15 +170,18 @@ impl Membership {
         }
     }
 
-    /// On clean stop: tombstones for the lease and the given subscriptions, then a bounded flush.
-    pub fn leave(&self, streams: &[String]) {
-        for stream in streams {
+    /// On clean stop: tombstones for the lease, the given subscriptions and their viewer counts (stream and
+    /// partition), then a bounded flush.
+    pub fn leave(&self, streams: &[(String, i32)]) {
+        for (stream, partition) in streams {
             self.unsubscribe(stream);
+            self.uncount_viewers(stream, *partition);
         }
         self.send(
             "lease_tombstone",
             &self.edges_topic,
             self.lease.edge_id.clone(),
+            None,
             None,
         );
         if let Err(error) = self.producer.flush(Timeout::After(Duration::from_secs(5))) {
@@ -159,8 +205,18 @@ impl Membership {
     }
 
     /// Enqueues a record (order per key is kept by the idempotent producer) and counts its outcome.
-    fn send(&self, what: &'static str, topic: &str, key: String, payload: Option<Vec<u8>>) {
+    fn send(
+        &self,
+        what: &'static str,
+        topic: &str,
+        key: String,
+        payload: Option<Vec<u8>>,
+        partition: Option<i32>,
+    ) {
         let mut record = FutureRecord::<String, Vec<u8>>::to(topic).key(&key);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
         if let Some(payload) = payload.as_ref() {
             record = record.payload(payload);
         }

@@ -139,6 +139,8 @@ pub struct FeedMetrics {
     pub duplicates_dropped: IntCounter,
     pub events_unrouted: IntCounter,
     pub likes_frames: IntCounter,
+    pub taken_down: IntCounter,
+    pub viewers_frames: IntCounter,
     pub event_age: HistogramVec,
     pub membership_writes: IntCounterVec,
 }
@@ -191,6 +193,14 @@ impl FeedMetrics {
                 "chorus_edge_likes_frames_total",
                 "Aggregated likes frames from fanout broadcast to a stream's viewers",
             )?,
+            taken_down: m.counter(
+                "chorus_edge_comments_taken_down_total",
+                "Comments taken down in a room here (by id or by author), each once",
+            )?,
+            viewers_frames: m.counter(
+                "chorus_edge_viewer_count_frames_total",
+                "Viewer count updates broadcast to a stream's viewers (at most one a second per stream)",
+            )?,
             event_age: m.histogram_vec(
                 "chorus_edge_event_age_seconds",
                 "Age of each event as it reaches this edge from fanout (now minus its created_ms at ingest), \
@@ -240,7 +250,7 @@ mod tests {
             refused.with_label_values(&["invalid"]).inc();
         }
         m.viewers.resumes.with_label_values(&["resumed"]).inc();
-        assert_eq!(registry.gather().len(), 29, "every metric once");
+        assert_eq!(registry.gather().len(), 31, "every metric once");
         assert!(EdgeMetrics::register(&registry).is_err(), "a name twice");
     }
 }

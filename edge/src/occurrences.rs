@@ -83,6 +83,13 @@ pub enum Occurrence<'a> {
     },
     /// A `likes` frame broadcast to a stream's viewers.
     LikesBroadcast,
+    /// Comments taken down in a room (logged: a moderator acted).
+    TakenDown {
+        stream_id: &'a str,
+        count: usize,
+    },
+    /// A viewer count broadcast to a stream's viewers.
+    ViewersBroadcast,
     /// The streams with a room here changed.
     StreamsHere {
         count: usize,
@@ -172,6 +179,11 @@ impl Occurrence<'_> {
             Occurrence::DuplicatesDropped { count } => feed.duplicates_dropped.inc_by(count as u64),
             Occurrence::Unrouted { count } => feed.events_unrouted.inc_by(count as u64),
             Occurrence::LikesBroadcast => feed.likes_frames.inc(),
+            Occurrence::TakenDown { stream_id, count } => {
+                tracing::info!(stream_id, count, "comments taken down");
+                feed.taken_down.inc_by(count as u64);
+            }
+            Occurrence::ViewersBroadcast => feed.viewers_frames.inc(),
             Occurrence::StreamsHere { count } => feed.streams.set(count as i64),
             Occurrence::FanoutConnected {
                 fanout_id,

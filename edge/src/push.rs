@@ -181,6 +181,7 @@ impl PushState {
                 delta,
                 total,
             } => self.broadcast.likes(&stream_id, delta, total),
+            PushFrame::Viewers { stream_id, count } => self.broadcast.viewers(&stream_id, count),
             PushFrame::Replayed {
                 request,
                 events,

@@ -183,6 +183,7 @@ mod tests {
                 created_ms: 0,
                 origin: "r".into(),
                 role: UserRole::default(),
+                retraction: None,
             },
         }
     }

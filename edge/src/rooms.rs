@@ -2,8 +2,7 @@
 //!
 //! A room's first viewer and its last one's leaving matter to the cluster (the edge subscribes to the stream,
 //! and withdraws after a linger): the rooms say when, and their caller (`attendance`) does the writing.
-//! How events reach a room is the `broadcast` module's; what a room holds is the `room` module's; which of
-//! fanout's positions are believed is the `positions` module's (the rule is written there).
+//! How events reach a room is `broadcast`'s; what a room holds, `room`'s; which positions are believed, `positions`'s.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -17,8 +16,7 @@ use crate::config::EdgeConfig;
 use crate::frames::JoinPosition;
 use crate::metrics::EdgeMetrics;
 use crate::occurrences::Occurrence;
-use crate::positions::SessionId as Session;
-use crate::positions::{Guard, SessionId, Trust};
+use crate::positions::{Guard, SessionId, SessionId as Session, Trust};
 use crate::room::{lock, Joined, Known, Room, RoomSettings};
 
 #[derive(Debug)]
@@ -170,9 +168,9 @@ impl Rooms {
             .all(|p| p.partition == partition && known(&p.topic))
     }
 
-    /// Streams with a room, for the tombstones written at shutdown.
-    pub fn streams(&self) -> Vec<String> {
-        lock(&self.rooms).keys().cloned().collect()
+    /// Every room here (the viewer counts, the tombstones written at shutdown).
+    pub fn all(&self) -> Vec<Arc<Room>> {
+        lock(&self.rooms).values().cloned().collect()
     }
 
     /// The partition count of `events`, as a fanout instance announced it.
@@ -290,6 +288,6 @@ mod tests {
             withdrawn.push(stream.to_owned())
         });
         assert_eq!(withdrawn, ["s"]);
-        assert!(rooms.streams().is_empty());
+        assert!(rooms.all().is_empty());
     }
 }

@@ -22,6 +22,7 @@ use crate::occurrences::Occurrence;
 use crate::positions::SessionId;
 use crate::room::Held;
 use crate::state::ViewerState;
+use crate::takedowns;
 
 /// A viewer in its stream's room, not yet subscribed to its frames.
 #[derive(Debug)]
@@ -50,6 +51,7 @@ struct Resume {
     cursor: Vec<JoinPosition>,
     missed: Vec<Arc<StreamFrame>>,
     likes_total: u64,
+    viewers: u64,
     continued: bool,
 }
 
@@ -85,7 +87,7 @@ impl Arrival {
                     }
                     .emit(&self.state.metrics);
                 }
-                let hello = self.hello(&resume.cursor, resume.likes_total, true);
+                let hello = self.hello(&resume.cursor, (resume.likes_total, resume.viewers), true);
                 let (missed, continued) = (resume.missed, resume.continued);
                 let session = self.into_session(resume.frames, resume.cursor);
                 Opened {
@@ -110,7 +112,7 @@ impl Arrival {
     /// A live-only join at the stream's current position; after a failed resume, with its `gap`.
     fn join(self, not_resumed: Option<Outcome>) -> Opened {
         let joined = self.presence.join();
-        let hello = self.hello(&joined.join, joined.likes_total, false);
+        let hello = self.hello(&joined.join, (joined.likes_total, joined.viewers), false);
         let session = self.into_session(joined.frames, joined.join);
         let mut opening = vec![hello];
         opening.extend(not_resumed.map(|_| session.gap(0, "not_resumed")));
@@ -122,7 +124,9 @@ impl Arrival {
         }
     }
 
-    fn hello(&self, at: &[JoinPosition], likes_total: u64, resumed: bool) -> Utf8Bytes {
+    /// `counts`: the stream's likes so far and its viewers everywhere.
+    fn hello(&self, at: &[JoinPosition], counts: (u64, u64), resumed: bool) -> Utf8Bytes {
+        let (likes_total, viewers) = counts;
         ServerFrame::Hello {
             stream_id: &self.stream_id,
             edge_id: &self.state.edge_id,
@@ -131,6 +135,7 @@ impl Arrival {
             likes_total,
             cursor: &cursor::encode(self.presence.epoch(), &self.stream_id, at),
             resumed,
+            viewers,
         }
         .to_text()
     }
@@ -154,12 +159,14 @@ impl Arrival {
                 frames,
                 next,
                 likes_total,
+                viewers,
             } => {
                 return Ok(Resume {
                     frames: next,
                     cursor: positions,
                     missed: frames,
                     likes_total,
+                    viewers,
                     continued: true,
                 })
             }
@@ -182,6 +189,7 @@ impl Arrival {
             cursor: positions,
             missed: missed.into_iter().collect(),
             likes_total: joined.likes_total,
+            viewers: joined.viewers,
             continued: false,
         })
     }
@@ -193,7 +201,8 @@ impl Arrival {
         Some((holder, PartitionPosition::new(&at, p.offset?)))
     }
 
-    /// Fanout's replay as one frame, in offset order per topic, each event once.
+    /// Fanout's replay as one frame, in offset order per topic, each event once, without what was taken down
+    /// (the cursor still moves past it).
     fn replayed(
         &self,
         cursor: &[JoinPosition],
@@ -202,6 +211,7 @@ impl Arrival {
         events.sort_by(|a, b| (&a.topic, a.offset).cmp(&(&b.topic, b.offset)));
         events.dedup_by(|a, b| a.topic == b.topic && a.offset == b.offset);
         let after = cursor::past(cursor, &events);
+        let events = takedowns::without_taken_down(events, &|id| self.presence.taken_down(id));
         let epoch: Arc<str> = self.presence.epoch().into();
         StreamFrame::encode(&self.stream_id, events, &epoch, after).map(Arc::new)
     }

@@ -130,6 +130,7 @@ mod tests {
             created_ms: at,
             origin: "local".into(),
             role,
+            retraction: None,
         }
     }
 

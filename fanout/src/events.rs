@@ -148,16 +148,16 @@ pub fn events_topics(kafka: &KafkaArgs, config: &FanoutConfig) -> Vec<String> {
         .collect()
 }
 
-/// Mirrored topics may not exist yet (their mirror not started): creates them as the mirror would.
+/// Mirrored topics (events and the state topics) may not exist yet (their mirror not started): creates them
+/// as the mirror would.
 pub async fn ensure_mirrored_topics(
     kafka: &KafkaArgs,
     config: &FanoutConfig,
     timeout: Duration,
 ) -> Result<(), FanoutError> {
-    for topic in events_topics(kafka, config).iter().skip(1) {
-        kafka.ensure_topic(topic, kafka.partitions, timeout).await?;
-    }
-    Ok(())
+    Ok(kafka
+        .ensure_mirrored(&config.mirrored_regions, timeout)
+        .await?)
 }
 
 /// Consumes until `shutdown`; sends position heartbeats between events. Fanout is ready once every assigned

@@ -20,7 +20,7 @@
 //!   [`links`] (the queue to each edge); [`recent`] the recent-event buffer, gap fill and refill;
 //!   [`positions`] where owned partitions stand; [`handoff`] when an offset may be committed (sequence
 //!   numbers, link progress, pending offsets); [`budget`] the comment budget of hot streams; [`likes`] exact
-//!   like counts.
+//!   like counts; [`viewers`] viewer counts of every edge of every region.
 //! - [`config`], [`metrics`], [`FanoutError`].
 
 pub mod budget;
@@ -39,6 +39,7 @@ pub mod recent;
 pub mod router;
 pub mod table_reader;
 pub mod tables;
+pub mod viewers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,7 +100,7 @@ pub async fn run(
         shutdown.clone(),
     );
     let tables = tokio::spawn(table_reader::run(
-        table_reader::TableReader::new(&kafka, &fanout_id)?,
+        table_reader::TableReader::new(&kafka, &fanout_id, &config.mirrored_regions)?,
         router.clone(),
         connector,
         metrics.clone(),

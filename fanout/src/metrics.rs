@@ -80,6 +80,7 @@ pub struct RoutingMetrics {
     pub gap_fill_events: IntCounter,
     pub gap_fill_short: IntCounter,
     pub replayed_events: IntCounter,
+    pub viewer_counts_pushed: IntCounter,
 }
 
 impl RoutingMetrics {
@@ -112,6 +113,10 @@ impl RoutingMetrics {
             gap_fill_short: m.counter(
                 "chorus_fanout_gap_fill_short_total",
                 "New subscriptions whose join position was older than the buffer reaches",
+            )?,
+            viewer_counts_pushed: m.counter(
+                "chorus_fanout_viewer_counts_pushed_total",
+                "Viewer counts (a stream's total on every edge of every region) pushed to edges, one per edge",
             )?,
             replayed_events: m.counter(
                 "chorus_fanout_resume_replayed_events_total",

@@ -45,6 +45,11 @@ impl Positions {
         self.next.is_empty()
     }
 
+    /// Whether this instance owns `partition` of some events topic.
+    pub fn owns_partition(&self, partition: i32) -> bool {
+        self.next.keys().any(|at| at.partition == partition)
+    }
+
     /// Every owned partition's position, as the wire carries them.
     pub fn announce(&self) -> Vec<PartitionPosition> {
         self.next

@@ -211,6 +211,7 @@ mod tests {
                 created_ms,
                 origin: "r".into(),
                 role: UserRole::default(),
+                retraction: None,
             },
         }
     }

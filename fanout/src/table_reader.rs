@@ -1,11 +1,12 @@
-//! Reads the compacted topics `subscriptions`, `edges` and `like-totals` from the beginning, every partition,
+//! Reads the compacted topics `subscriptions`, `edges`, `like-totals` and `viewer-counts` (local and
+//! mirrored) from the beginning, every partition,
 //! outside any consumer group: every fanout instance holds the whole table, so a partition taken over after a
 //! rebalance is served at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chorus_schemas::{Codec, CodecError, EdgeLease, LikeTotal, Subscription, Topics};
+use chorus_schemas::{Codec, CodecError, EdgeLease, LikeTotal, Subscription, Topics, ViewerCount};
 use chorus_service::kafka::ChorusContext;
 use chorus_service::{clock, KafkaArgs, Readiness};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -32,6 +33,8 @@ pub struct TableReader {
     /// How many partitions it reads: that many end-of-partition events mark the first pass complete.
     partitions: usize,
     topics: Topics,
+    /// The local `viewer-counts` and every mirrored copy.
+    viewer_counts: Vec<String>,
 }
 
 impl std::fmt::Debug for TableReader {
@@ -44,7 +47,11 @@ impl std::fmt::Debug for TableReader {
 }
 
 impl TableReader {
-    pub fn new(kafka: &KafkaArgs, fanout_id: &str) -> Result<Self, FanoutError> {
+    pub fn new(
+        kafka: &KafkaArgs,
+        fanout_id: &str,
+        mirrored_regions: &[String],
+    ) -> Result<Self, FanoutError> {
         let mut config = kafka.consumer_config(&format!("chorus-fanout-tables-{fanout_id}"));
         config
             .set("enable.auto.commit", "false")
@@ -54,8 +61,16 @@ impl TableReader {
             .create_with_context(ChorusContext)
             .map_err(FanoutError::Consumer)?;
         let topics = kafka.topics();
+        let viewer_counts: Vec<String> = std::iter::once(topics.viewer_counts.clone())
+            .chain(
+                mirrored_regions
+                    .iter()
+                    .map(|region| Topics::mirrored_name(region, &topics.viewer_counts)),
+            )
+            .collect();
         let mut assignment = TopicPartitionList::new();
-        for topic in [&topics.subscriptions, &topics.edges, &topics.like_totals] {
+        let tables = [&topics.subscriptions, &topics.edges, &topics.like_totals];
+        for topic in tables.into_iter().chain(&viewer_counts) {
             let metadata = consumer
                 .fetch_metadata(Some(topic), Duration::from_secs(10))
                 .map_err(FanoutError::Consumer)?;
@@ -81,6 +96,7 @@ impl TableReader {
             consumer,
             partitions,
             topics,
+            viewer_counts,
         })
     }
 }
@@ -100,6 +116,7 @@ pub async fn run(
         subscriptions: Codec::<Subscription>::subscription()?,
         leases: Codec::<EdgeLease>::edge_lease()?,
         like_totals: Codec::<LikeTotal>::like_total()?,
+        viewer_counts: (reader.viewer_counts, Codec::<ViewerCount>::viewer_count()?),
         router: &router,
         connector: &connector,
         metrics: &metrics,
@@ -143,6 +160,7 @@ struct Apply<'r> {
     subscriptions: Codec<Subscription>,
     leases: Codec<EdgeLease>,
     like_totals: Codec<LikeTotal>,
+    viewer_counts: (Vec<String>, Codec<ViewerCount>),
     router: &'r Router,
     connector: &'r Connector,
     metrics: &'r FanoutMetrics,
@@ -174,6 +192,11 @@ impl Apply<'_> {
             if let Some(value) = self.decoded(Table::Subscriptions, value.transpose()) {
                 self.router.on_subscription(key, value);
             }
+        } else if self.viewer_counts.0.iter().any(|t| t == topic) {
+            let value = message.payload().map(|p| self.viewer_counts.1.decode(p));
+            if let Some(value) = self.decoded(Table::ViewerCounts, value.transpose()) {
+                self.router.on_viewer_count(topic, key, value);
+            }
         } else if topic == self.topics.edges {
             let value = message.payload().map(|p| self.leases.decode(p));
             if let Some(value) = self.decoded(Table::Edges, value.transpose()) {
@@ -202,6 +225,7 @@ impl Apply<'_> {
 #[derive(Debug, Clone, Copy)]
 enum Table {
     LikeTotals,
+    ViewerCounts,
     Subscriptions,
     Edges,
 }
@@ -210,6 +234,7 @@ impl Table {
     fn label(self) -> &'static str {
         match self {
             Table::LikeTotals => "like_totals",
+            Table::ViewerCounts => "viewer_counts",
             Table::Subscriptions => "subscriptions",
             Table::Edges => "edges",
         }
@@ -241,6 +266,7 @@ impl TableRecord<'_> {
         if let TableRecord::Undecodable(table, error) = self {
             let what = match table {
                 Table::LikeTotals => "like total",
+                Table::ViewerCounts => "viewer count",
                 Table::Subscriptions => "subscription",
                 Table::Edges => "lease",
             };

@@ -104,12 +104,9 @@ impl IngestMetrics {
 
     /// An event Kafka acknowledged.
     pub fn record_produced(&self, kind: EventKind) {
-        let label = match kind {
-            EventKind::Comment => "comment",
-            EventKind::Like => "like",
-            EventKind::Other => "other",
-        };
-        self.events_produced.with_label_values(&[label]).inc();
+        self.events_produced
+            .with_label_values(&[kind.label()])
+            .inc();
     }
 
     /// A response with `status` to a request on `route`, after `seconds`; an error response also by its problem type

@@ -162,6 +162,7 @@ impl Ingest {
             created_ms: clock::now_ms(),
             origin: self.region.clone(),
             role: post.caller.role,
+            retraction: None,
         };
         Span::current().record("event_id", event.event_id.as_str());
         let result = self.producer.produce(&event).await;

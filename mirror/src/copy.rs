@@ -1,11 +1,13 @@
-//! The copying loop: consume the source's `events`, produce each record unchanged to `<region>.events` on the
-//! target, store the source offset once the target acknowledged it.
+//! The copying loop: consume the source's mirrored topics (`events` and the state topics `bans`,
+//! `stream-settings`, `viewer-counts`), produce each record unchanged (a tombstone stays one) to
+//! `<region>.<topic>` on the target, store the source offset once the target acknowledged it.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chorus_schemas::Topics;
 use chorus_service::kafka::ChorusContext;
 use chorus_service::{KafkaArgs, Readiness};
 use futures_util::stream::{FuturesOrdered, StreamExt};
@@ -29,8 +31,9 @@ type MirrorConsumer = StreamConsumer<ChorusContext>;
 /// How often the lag is measured.
 const LAG_EVERY: Duration = Duration::from_secs(1);
 
-/// One copy on its way: (source partition, source offset, value bytes, acknowledged?).
-type InFlightCopy = Pin<Box<dyn Future<Output = (i32, i64, usize, bool)> + Send>>;
+/// One copy on its way: (index of its source topic, source partition, source offset, value bytes,
+/// acknowledged?).
+type InFlightCopy = Pin<Box<dyn Future<Output = (usize, i32, i64, usize, bool)> + Send>>;
 
 /// Copies until `shutdown`; then waits (bounded) for the copies in flight and commits.
 pub async fn run(
@@ -54,7 +57,7 @@ pub async fn run(
     readiness.satisfy("topics");
     let lag = tokio::spawn(measure_lag(
         mirror.consumer.clone(),
-        mirror.source_topic.clone(),
+        mirror.topics[0].0.clone(),
         partitions,
         metrics,
         shutdown.clone(),
@@ -73,15 +76,16 @@ pub async fn run(
 struct Mirror {
     consumer: Arc<MirrorConsumer>,
     producer: FutureProducer,
-    source_topic: String,
-    target_topic: String,
+    /// (source, target) of each mirrored topic, `events` first.
+    topics: Vec<(String, String)>,
     source_region: String,
     max_in_flight: usize,
     metrics: MirrorMetrics,
 }
 
 impl Mirror {
-    /// Subscribes to the source's `events` and creates its copy on the target with as many partitions.
+    /// Subscribes to the source's mirrored topics and creates their copies on the target with as many
+    /// partitions (`events` with the delete policy, the state topics compacted).
     async fn connect(
         config: &MirrorConfig,
         target: &KafkaArgs,
@@ -91,8 +95,6 @@ impl Mirror {
             brokers: config.source_kafka.clone(),
             ..target.clone()
         };
-        let source_topic = source.topics().events;
-        let target_topic = source.topics().mirrored_events(&config.source_region);
         let group = config.group.clone().unwrap_or_else(|| {
             format!(
                 "chorus-mirror-{}-to-{}",
@@ -106,34 +108,47 @@ impl Mirror {
                 .set("auto.offset.reset", "earliest")
                 .create_with_context(ChorusContext)?,
         );
-        let metadata = consumer.fetch_metadata(Some(&source_topic), Duration::from_secs(10))?;
-        let partitions = metadata
-            .topics()
-            .first()
-            .map_or(0, |t| t.partitions().len() as i32);
-        if partitions == 0 {
-            return Err(MirrorError::MissingTopic(source_topic));
+        let setup = Duration::from_secs(10);
+        // The state topics of a source whose roles have not started yet: created as they would create them.
+        source.ensure_topics(setup).await?;
+        let names = source.topics();
+        let mut topics = Vec::new();
+        let mut events_partitions = 0;
+        for topic in names.mirrored() {
+            let metadata = consumer.fetch_metadata(Some(topic), setup)?;
+            let partitions = metadata
+                .topics()
+                .first()
+                .map_or(0, |t| t.partitions().len() as i32);
+            if partitions == 0 {
+                return Err(MirrorError::MissingTopic(topic.to_owned()));
+            }
+            let copy = Topics::mirrored_name(&config.source_region, topic);
+            if topic == names.events {
+                events_partitions = partitions;
+                target.ensure_topic(&copy, partitions, setup).await?;
+            } else {
+                target.ensure_compacted(&copy, partitions, setup).await?;
+            }
+            topics.push((topic.to_owned(), copy));
         }
-        target
-            .ensure_topic(&target_topic, partitions, Duration::from_secs(10))
-            .await?;
         let producer: FutureProducer = target
             .producer_config(Duration::from_secs(1), config.max_in_flight.max(1))
             // Never give up on a copy: when the target is away, retry until it is back.
             .set("message.timeout.ms", "0")
             .create()?;
-        consumer.subscribe(&[source_topic.as_str()])?;
-        tracing::info!(%source_topic, %target_topic, %group, "mirroring");
+        let sources: Vec<&str> = topics.iter().map(|(source, _)| source.as_str()).collect();
+        consumer.subscribe(&sources)?;
+        tracing::info!(?topics, %group, "mirroring");
         let mirror = Mirror {
             consumer,
             producer,
-            source_topic,
-            target_topic,
+            topics,
             source_region: config.source_region.clone(),
             max_in_flight: config.max_in_flight.max(1),
             metrics,
         };
-        Ok((mirror, partitions))
+        Ok((mirror, events_partitions))
     }
 
     /// Reads and copies until `shutdown`, at most `max_in_flight` copies unacknowledged at once.
@@ -146,7 +161,7 @@ impl Mirror {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                    acknowledged(&self.consumer, &self.source_topic, done, &self.metrics);
+                    acknowledged(&self.consumer, &self.topics, done, &self.metrics);
                 }
                 message = self.consumer.recv(), if in_flight.len() < self.max_in_flight => {
                     match message {
@@ -163,12 +178,19 @@ impl Mirror {
     /// record that is itself a copy is passed over, so regions never loop.
     fn copy(&self, message: &BorrowedMessage<'_>) -> Result<InFlightCopy, MirrorError> {
         let (partition, offset) = (message.partition(), message.offset());
+        let Some(topic) = self
+            .topics
+            .iter()
+            .position(|(source, _)| source == message.topic())
+        else {
+            return Ok(Box::pin(async move { (0, partition, offset, 0, true) }));
+        };
         let already_mirrored = message
             .headers()
             .is_some_and(|h| h.iter().any(|h| h.key == MIRRORED_FROM));
         if already_mirrored {
             self.metrics.skipped_mirrored.inc();
-            return Ok(Box::pin(async move { (partition, offset, 0, true) }));
+            return Ok(Box::pin(async move { (topic, partition, offset, 0, true) }));
         }
         let mut headers = OwnedHeaders::new();
         for header in message.headers().into_iter().flat_map(|h| h.iter()) {
@@ -178,22 +200,25 @@ impl Mirror {
             key: MIRRORED_FROM,
             value: Some(self.source_region.as_bytes()),
         });
-        let value = message.payload().unwrap_or_default();
-        let mut record = FutureRecord::<[u8], [u8]>::to(&self.target_topic)
+        let value = message.payload();
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topics[topic].1)
             .partition(partition)
-            .payload(value)
             .headers(headers);
+        // A tombstone (no value) is copied as a tombstone.
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
         if let Some(key) = message.key() {
             record = record.key(key);
         }
         if let Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) = message.timestamp() {
             record = record.timestamp(ms);
         }
-        let len = value.len();
+        let len = value.map_or(0, <[u8]>::len);
         match self.producer.send_result(record) {
             Ok(delivery) => Ok(Box::pin(async move {
                 let ok = matches!(delivery.await, Ok(Ok(_)));
-                (partition, offset, len, ok)
+                (topic, partition, offset, len, ok)
             })),
             Err((error, _)) => {
                 // Only a full queue gets here, and the in-flight bound keeps it from filling.
@@ -208,7 +233,7 @@ impl Mirror {
     async fn finish(&self, mut in_flight: FuturesOrdered<InFlightCopy>) {
         let drain = async {
             while let Some(done) = in_flight.next().await {
-                acknowledged(&self.consumer, &self.source_topic, done, &self.metrics);
+                acknowledged(&self.consumer, &self.topics, done, &self.metrics);
             }
         };
         if tokio::time::timeout(Duration::from_secs(10), drain)
@@ -229,10 +254,13 @@ impl Mirror {
 /// A copy finished: on success its source offset may be committed (copies finish in source order).
 fn acknowledged(
     consumer: &MirrorConsumer,
-    topic: &str,
-    (partition, offset, len, ok): (i32, i64, usize, bool),
+    topics: &[(String, String)],
+    (topic, partition, offset, len, ok): (usize, i32, i64, usize, bool),
     metrics: &MirrorMetrics,
 ) {
+    let Some((topic, _)) = topics.get(topic) else {
+        return;
+    };
     if !ok {
         // With no message timeout only a permanent refusal (e.g. a record too large for the target) lands
         // here: it is counted and logged, and the mirror moves on rather than stalling every partition.

@@ -1,12 +1,12 @@
-//! The mirror: copies `events` of a source region's cluster into `<source region>.events` on this region's
-//! cluster, following MirrorMaker 2's naming, so it and MM2 are interchangeable. Local runs, tests and small
+//! The mirror: copies `events` and the state topics (`bans`, `stream-settings`, `viewer-counts`) of a source
+//! region's cluster into `<source region>.<topic>` on this region's cluster, following MirrorMaker 2's naming, so it and MM2 are interchangeable. Local runs, tests and small
 //! deployments use it; production uses MM2 (see `compose/`).
 //!
 //! - At-least-once: a record's source offset is stored for commit only after the target acknowledged it,
 //!   in source order per partition; a crash re-copies what was not yet committed (readers drop repeats by
 //!   event_id).
 //! - Unchanged: key, value, headers, timestamp and partition number (so a stream keeps its partition).
-//! - No loops: only a region's own `events` is ever read, never a mirrored `<region>.events`; every copy also
+//! - No loops: only a region's own topics are ever read, never a mirrored `<region>.<topic>`; every copy also
 //!   carries the header `chorus-mirrored-from`, and a record that has it is never copied again.
 //! - Bounded: at most `--max-in-flight` records copied and not yet acknowledged; when the target is away the
 //!   producer retries and the mirror stops reading until it is back.

@@ -10,17 +10,25 @@ use apache_avro::{from_avro_datum, from_value, to_avro_datum, to_value, Schema};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::records::{EdgeLease, LikeTotal, StreamEvent, Subscription};
+use crate::records::{
+    Ban, EdgeLease, LikeTotal, StreamEvent, StreamSettings, Subscription, ViewerCount,
+};
 
 /// The schema files, compiled in. They are the contract with analytics readers.
 pub const STREAM_EVENT_AVSC: &str = include_str!("../avro/StreamEvent.avsc");
 pub const SUBSCRIPTION_AVSC: &str = include_str!("../avro/Subscription.avsc");
 pub const EDGE_LEASE_AVSC: &str = include_str!("../avro/EdgeLease.avsc");
 pub const LIKE_TOTAL_AVSC: &str = include_str!("../avro/LikeTotal.avsc");
+pub const BAN_AVSC: &str = include_str!("../avro/Ban.avsc");
+pub const STREAM_SETTINGS_AVSC: &str = include_str!("../avro/StreamSettings.avsc");
+pub const VIEWER_COUNT_AVSC: &str = include_str!("../avro/ViewerCount.avsc");
 
 /// Earlier versions of each schema that data may still be written with (during a rolling upgrade, or in a
 /// topic's retention): payloads carrying their fingerprints are read and resolved to the current schema.
-const STREAM_EVENT_HISTORY: &[&str] = &[include_str!("../avro/history/StreamEvent/1.avsc")];
+const STREAM_EVENT_HISTORY: &[&str] = &[
+    include_str!("../avro/history/StreamEvent/1.avsc"),
+    include_str!("../avro/history/StreamEvent/2.avsc"),
+];
 const SUBSCRIPTION_HISTORY: &[&str] = &[include_str!("../avro/history/Subscription/1.avsc")];
 
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +250,24 @@ impl Codec<LikeTotal> {
     }
 }
 
+impl Codec<Ban> {
+    pub fn ban() -> Result<Self, CodecError> {
+        Self::from_avsc("Ban", BAN_AVSC, &[])
+    }
+}
+
+impl Codec<StreamSettings> {
+    pub fn stream_settings() -> Result<Self, CodecError> {
+        Self::from_avsc("StreamSettings", STREAM_SETTINGS_AVSC, &[])
+    }
+}
+
+impl Codec<ViewerCount> {
+    pub fn viewer_count() -> Result<Self, CodecError> {
+        Self::from_avsc("ViewerCount", VIEWER_COUNT_AVSC, &[])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +283,7 @@ mod tests {
             created_ms: 1_790_000_000_123,
             origin: "eu".into(),
             role: UserRole::Moderator,
+            retraction: None,
         }
     }
 

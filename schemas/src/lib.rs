@@ -2,7 +2,8 @@
 //!
 //! - [`avro`]: the Avro schemas (`avro/*.avsc`, the source of truth for analytics readers too) and the
 //!   single-object codec that reads and writes them.
-//! - [`records`]: the Rust types of those records: [`StreamEvent`], [`Subscription`], [`EdgeLease`].
+//! - [`records`]: the Rust types of those records: [`StreamEvent`], [`Subscription`], [`EdgeLease`],
+//!   [`LikeTotal`], and the moderation state: [`Ban`], [`StreamSettings`], [`ViewerCount`].
 //! - [`topics`]: topic names and the partitioner every producer and reader agrees on.
 //! - [`wire`]: the binary frames on the internal fanout-to-edge link.
 //!
@@ -15,6 +16,7 @@ pub mod wire;
 
 pub use avro::{Codec, CodecError};
 pub use records::{
-    EdgeLease, EventKind, LikeTotal, PartitionPosition, StreamEvent, Subscription, UserRole,
+    Ban, CommentsOpenTo, EdgeLease, EventKind, LikeTotal, PartitionPosition, Retraction,
+    StreamEvent, StreamSettings, Subscription, UserRole, ViewerCount,
 };
 pub use topics::{is_valid_stream_id, partition_for, TopicPartition, Topics};

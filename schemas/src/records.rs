@@ -11,6 +11,20 @@ pub enum EventKind {
     Comment,
     Like,
     Other,
+    /// Takes comments down (see [`Retraction`]).
+    Retract,
+}
+
+impl EventKind {
+    /// The kind as viewers and metric labels name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            EventKind::Comment => "comment",
+            EventKind::Like => "like",
+            EventKind::Other => "other",
+            EventKind::Retract => "retract",
+        }
+    }
 }
 
 /// The poster's role in a stream, taken from their verified token. Readers map roles they do not know to
@@ -43,6 +57,102 @@ pub struct StreamEvent {
     pub origin: String,
     #[serde(default)]
     pub role: UserRole,
+    /// What a [`EventKind::Retract`] event takes down; `None` on every other kind.
+    #[serde(default)]
+    pub retraction: Option<Retraction>,
+}
+
+/// The comments a take-down removes: by id, and every comment of `author` created at or after `since_ms`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retraction {
+    #[serde(default)]
+    pub event_ids: Vec<String>,
+    #[serde(default)]
+    pub author: Option<String>,
+    #[serde(default)]
+    pub since_ms: Option<i64>,
+}
+
+impl Retraction {
+    /// Whether `event` (a comment) is one this take-down removes.
+    pub fn covers(&self, event: &StreamEvent) -> bool {
+        self.event_ids.iter().any(|id| *id == event.event_id)
+            || self
+                .author
+                .as_deref()
+                .zip(self.since_ms)
+                .is_some_and(|(author, since)| author == event.user_id && event.created_ms >= since)
+    }
+}
+
+/// A user may not post to a stream (or any stream): the value of compacted topic `bans`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ban {
+    /// `None`: every stream.
+    pub stream_id: Option<String>,
+    pub user_id: String,
+    /// `None`: until lifted.
+    pub until_ms: Option<i64>,
+    pub reason: Option<String>,
+    pub lifted: bool,
+    pub by: String,
+    pub updated_ms: i64,
+}
+
+impl Ban {
+    /// The record key: `<stream_id>/<user_id>`, `*/<user_id>` for every stream (no stream id is `*`).
+    pub fn key(stream_id: Option<&str>, user_id: &str) -> String {
+        format!("{}/{user_id}", stream_id.unwrap_or("*"))
+    }
+
+    /// Whether the ban is in force at `now_ms`.
+    pub fn in_force(&self, now_ms: i64) -> bool {
+        !self.lifted && self.until_ms.is_none_or(|until| until > now_ms)
+    }
+}
+
+/// Who may comment on a stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CommentsOpenTo {
+    #[default]
+    Open,
+    Moderators,
+    Closed,
+}
+
+/// A stream's chat settings: the value of compacted topic `stream-settings`, keyed by `stream_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamSettings {
+    pub stream_id: String,
+    pub slow_mode_s: i32,
+    pub comments: CommentsOpenTo,
+    pub blocked_terms: Vec<String>,
+    pub by: String,
+    pub updated_ms: i64,
+}
+
+/// How many viewers of a stream one edge holds: the value of compacted topic `viewer-counts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewerCount {
+    pub stream_id: String,
+    pub edge_id: String,
+    pub region: String,
+    pub count: i64,
+    pub updated_ms: i64,
+    pub expires_ms: i64,
+}
+
+impl ViewerCount {
+    /// The record key: one per (stream, edge).
+    pub fn key(stream_id: &str, edge_id: &str) -> String {
+        format!("{stream_id}/{edge_id}")
+    }
+
+    /// The stream of a key, when it is one.
+    pub fn stream_of(key: &str) -> Option<&str> {
+        key.split_once('/').map(|(stream, _)| stream)
+    }
 }
 
 /// An edge has viewers of a stream: the value of compacted topic `subscriptions`.

@@ -11,6 +11,12 @@ pub struct Topics {
     pub edges: String,
     /// Like counts per stream, kept by fanout (compacted, partitioned like `events`; never mirrored).
     pub like_totals: String,
+    /// Who may not post where (compacted, mirrored to every region).
+    pub bans: String,
+    /// Each stream's chat settings (compacted, mirrored to every region).
+    pub stream_settings: String,
+    /// Viewers per stream and edge (compacted, partitioned like `events`, mirrored to every region).
+    pub viewer_counts: String,
 }
 
 impl Topics {
@@ -20,7 +26,25 @@ impl Topics {
             subscriptions: format!("{prefix}subscriptions"),
             edges: format!("{prefix}edges"),
             like_totals: format!("{prefix}like-totals"),
+            bans: format!("{prefix}bans"),
+            stream_settings: format!("{prefix}stream-settings"),
+            viewer_counts: format!("{prefix}viewer-counts"),
         }
+    }
+
+    /// The topics every region mirrors from every other (MirrorMaker 2 naming: `<region>.<topic>`).
+    pub fn mirrored(&self) -> [&str; 4] {
+        [
+            &self.events,
+            &self.bans,
+            &self.stream_settings,
+            &self.viewer_counts,
+        ]
+    }
+
+    /// `topic` of `region` as mirrored into another region's cluster.
+    pub fn mirrored_name(region: &str, topic: &str) -> String {
+        format!("{region}.{topic}")
     }
 
     /// The copy of `events` from `region` on another region's cluster: `<region>.<events>`, MirrorMaker 2's

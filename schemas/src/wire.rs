@@ -48,6 +48,8 @@ pub enum PushFrame {
         short: Vec<TopicPartition>,
         ahead: Vec<TopicPartition>,
     },
+    /// How many viewers the stream has on every edge of every region (sent when it changed).
+    Viewers { stream_id: String, count: u64 },
 }
 
 impl PushFrame {
@@ -145,6 +147,7 @@ mod tests {
                         created_ms: 1,
                         origin: "local".into(),
                         role: Default::default(),
+                        retraction: None,
                     },
                 }]),
             ],

@@ -143,8 +143,48 @@ impl KafkaArgs {
             NewTopic::new(&topics.edges, 1, self.replication()).set("cleanup.policy", "compact"),
             NewTopic::new(&topics.like_totals, self.partitions, self.replication())
                 .set("cleanup.policy", "compact"),
+            NewTopic::new(&topics.bans, self.partitions, self.replication())
+                .set("cleanup.policy", "compact"),
+            NewTopic::new(&topics.stream_settings, self.partitions, self.replication())
+                .set("cleanup.policy", "compact"),
+            NewTopic::new(&topics.viewer_counts, self.partitions, self.replication())
+                .set("cleanup.policy", "compact"),
         ];
         self.create_topics(&new_topics, timeout).await
+    }
+
+    /// Creates a compacted topic of `partitions` if it is missing (a mirrored copy of a state topic).
+    pub async fn ensure_compacted(
+        &self,
+        name: &str,
+        partitions: i32,
+        timeout: Duration,
+    ) -> Result<(), KafkaSetupError> {
+        let topic =
+            NewTopic::new(name, partitions, self.replication()).set("cleanup.policy", "compact");
+        self.create_topics(&[topic], timeout).await
+    }
+
+    /// The mirrored copies from `regions` of every mirrored topic, created as the mirror would create them if
+    /// they are missing (their mirror not started yet), so readers can assign them at start.
+    pub async fn ensure_mirrored(
+        &self,
+        regions: &[String],
+        timeout: Duration,
+    ) -> Result<(), KafkaSetupError> {
+        let topics = self.topics();
+        for region in regions {
+            for topic in topics.mirrored() {
+                let name = Topics::mirrored_name(region, topic);
+                if topic == topics.events {
+                    self.ensure_topic(&name, self.partitions, timeout).await?;
+                } else {
+                    self.ensure_compacted(&name, self.partitions, timeout)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn replication(&self) -> TopicReplication<'static> {

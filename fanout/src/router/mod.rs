@@ -15,12 +15,15 @@ use crate::budget::Budgets;
 use crate::config::FanoutConfig;
 use crate::edges::Edges;
 use crate::handoff;
-use crate::likes::{Likes, Tick};
+use crate::likes::Likes;
 use crate::link::{Link, LinkOwner};
 use crate::links::Links;
 use crate::metrics::FanoutMetrics;
 use crate::positions::Positions;
 use crate::recent::{GapFill, Recent};
+use crate::viewers::ViewerCounts;
+
+mod ticks;
 
 #[derive(Debug)]
 struct Inner {
@@ -29,6 +32,7 @@ struct Inner {
     likes: Likes,
     budgets: Budgets,
     recent: Recent,
+    viewers: ViewerCounts,
     /// The routing sequence number of the latest routed event (see [`crate::handoff`]).
     seq: u64,
 }
@@ -62,6 +66,7 @@ impl Router {
                 likes: Likes::default(),
                 budgets: Budgets::new(config.comment_budget, overrides),
                 recent: Recent::new(config.gap_fill_buffer, config.held_for_ms()),
+                viewers: ViewerCounts::default(),
                 seq: 0,
             }),
             fanout_id,
@@ -91,7 +96,9 @@ impl Router {
             }
             return seq;
         }
-        if now_ms - event.created_ms > self.config.staleness_ms as i64 {
+        // A take-down is never stale: the comments it takes down may have been seen.
+        let stale = now_ms - event.created_ms > self.config.staleness_ms as i64;
+        if stale && event.kind != EventKind::Retract {
             metrics.events_stale.inc();
             return seq;
         }
@@ -150,6 +157,7 @@ impl Router {
             let likes = PushFrame::likes(&stream_id, 0, total);
             inner.edges.push(&edge, inner.seq, likes);
         }
+        self.tell_viewers(&inner, &edge, &stream_id);
     }
 
     /// Applies a record of `edges`; returns the link to start for a new, moved or returning live edge.
@@ -252,26 +260,6 @@ impl Router {
     /// The like counts, under the routing lock: for what is read from and written to `like-totals`.
     pub fn with_likes<R>(&self, f: impl FnOnce(&mut Likes) -> R) -> R {
         f(&mut lock(&self.inner).likes)
-    }
-
-    /// One tick: pushes a `Likes` frame per stream with new likes and a `Sampled` frame per stream with
-    /// comments left out to each edge with its viewers; returns the like checkpoints and barriers to write.
-    pub fn likes_tick(&self, now_ms: i64) -> Tick {
-        let mut inner = lock(&self.inner);
-        let seq = inner.seq;
-        let tick = inner.likes.tick(seq, now_ms);
-        let left_out = inner.budgets.take_left_out(now_ms);
-        let edges = &inner.edges;
-        for (stream_id, left_out) in left_out {
-            let sampled = || PushFrame::sampled(&stream_id, left_out);
-            edges.push_to_viewers(&stream_id, seq, sampled);
-        }
-        for (stream_id, delta, total) in &tick.announce {
-            let likes = || PushFrame::likes(stream_id, *delta, *total);
-            let pushed = edges.push_to_viewers(stream_id, seq, likes);
-            self.metrics.routing.likes_frames.inc_by(pushed);
-        }
-        tick
     }
 }
 

@@ -12,16 +12,19 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chorus_schemas::wire::PushedEvent;
-use chorus_schemas::TopicPartition;
+use chorus_schemas::{EventKind, TopicPartition};
 use tokio::sync::broadcast;
 
-use crate::coalesce::Coalescing;
 use crate::dedup::RecentIds;
 use crate::frames::{JoinPosition, StreamFrame};
 use crate::kept::Kept;
-use crate::likes::{Likes, LikesPacing};
+use crate::likes::LikesPacing;
 use crate::metrics::EdgeMetrics;
 use crate::occurrences::Occurrence;
+use crate::takedowns::Takedowns;
+use crate::viewers::ViewersPacing;
+
+mod paced;
 
 /// Locks `m`. No code panics while holding the edge's locks; if one ever did, its data is still consistent
 /// enough to serve.
@@ -71,12 +74,19 @@ struct RoomState {
     /// The stream's like count, as fanout last announced it (held likes included).
     likes_total: u64,
     likes: LikesPacing,
+    takedowns: Takedowns,
+    viewers_count: ViewersPacing,
 }
 
 impl RoomState {
     /// Whether something waits for a flush tick.
     fn waiting(&self) -> bool {
-        !self.pending.is_empty() || self.likes.holding()
+        !self.pending.is_empty() || self.likes.holding() || self.viewers_count.holding()
+    }
+
+    /// Viewers of the stream everywhere, as fanout last counted them (until it did, those here).
+    fn viewers_everywhere(&self) -> u64 {
+        self.viewers_count.known().unwrap_or(self.viewers as u64)
     }
 }
 
@@ -88,6 +98,8 @@ pub struct Joined {
     pub join: Vec<JoinPosition>,
     /// The stream's like count when the viewer joined.
     pub likes_total: u64,
+    /// Viewers of the stream everywhere when the viewer joined.
+    pub viewers: u64,
 }
 
 /// What a viewer returning with a cursor finds in the room.
@@ -99,6 +111,7 @@ pub enum Held {
         frames: Vec<Arc<StreamFrame>>,
         next: broadcast::Receiver<Arc<StreamFrame>>,
         likes_total: u64,
+        viewers: u64,
     },
     /// The buffer does not reach back to the cursor, or the cursor is ahead of where the stream stands here
     /// (another edge may be ahead, or the cursor is from a log that is gone: fanout knows which): the
@@ -130,6 +143,8 @@ impl Room {
                 pending_since: None,
                 likes_total: 0,
                 likes: LikesPacing::new(settings.likes_interval),
+                takedowns: Takedowns::new(settings.dedup_window, settings.resume_window),
+                viewers_count: ViewersPacing::default(),
             }),
             settings,
             known,
@@ -138,6 +153,16 @@ impl Room {
 
     pub fn epoch(&self) -> &str {
         &self.settings.epoch
+    }
+
+    /// Viewers here now, and the stream's partition.
+    pub fn count(&self) -> (u64, i32) {
+        (lock(&self.state).viewers as u64, self.partition)
+    }
+
+    /// Whether the comment `event_id` was taken down here (within the resume window).
+    pub fn taken_down(&self, event_id: &str) -> bool {
+        lock(&self.state).takedowns.taken_down(event_id)
     }
 
     /// Another viewer arrives.
@@ -209,6 +234,7 @@ impl Room {
             frames,
             join,
             likes_total: state.likes_total,
+            viewers: state.viewers_everywhere(),
         }
     }
 
@@ -233,6 +259,7 @@ impl Room {
             frames: state.kept.after(cursor),
             next: self.frames.subscribe(),
             likes_total: state.likes_total,
+            viewers: state.viewers_everywhere(),
         }
     }
 
@@ -254,11 +281,16 @@ impl Room {
             count: before - fresh.len(),
         }
         .emit(metrics);
+        let was_waiting = state.waiting();
+        if fresh.iter().any(|e| e.event.kind == EventKind::Retract) {
+            // A take-down never waits for a tick, and what it takes down never leaves from here.
+            self.take_down(&mut state, fresh, metrics);
+            return !was_waiting && state.waiting();
+        }
         if !coalesce {
             self.publish(&mut state, fresh);
             return false;
         }
-        let was_waiting = state.waiting();
         if !fresh.is_empty() && state.pending.is_empty() {
             state.pending_since = Some(Instant::now());
         }
@@ -266,66 +298,31 @@ impl Room {
         !was_waiting && state.waiting()
     }
 
-    /// Fanout's likes of the stream for one tick: broadcast unless the last likes frame went out less than
-    /// the likes interval ago (then held for a flush tick), and remembered for the `hello` of viewers who join
-    /// later. True when the room has just started waiting for a flush tick.
-    pub fn offer_likes(&self, delta: u64, total: u64, now: Instant, metrics: &EdgeMetrics) -> bool {
-        let mut state = lock(&self.state);
-        let grew = total > state.likes_total;
-        state.likes_total = state.likes_total.max(total);
-        // A delta of 0 announces a total the viewers may not know yet (a new subscription's first one).
-        if delta == 0 && !grew {
-            return false;
+    /// Broadcasts `fresh` (with take-downs) and what waited to be coalesced, without the comments taken down;
+    /// the frames kept for returning viewers lose them too.
+    fn take_down(&self, state: &mut RoomState, mut fresh: Vec<PushedEvent>, metrics: &EdgeMetrics) {
+        let ids = state.takedowns.resolve(&mut fresh, Instant::now());
+        let gone = |id: &str| ids.contains(id);
+        let mut events = std::mem::take(&mut state.pending);
+        state.pending_since = None;
+        events.extend(fresh);
+        events.retain(|e| e.event.kind != EventKind::Comment || !gone(&e.event.event_id));
+        state.kept.take_down(&self.stream_id, &gone);
+        Occurrence::TakenDown {
+            stream_id: &self.stream_id,
+            count: ids.len(),
         }
-        let was_waiting = state.waiting();
-        let likes = Likes {
-            delta,
-            total: state.likes_total,
-        };
-        if let Some(likes) = state.likes.offer(likes, now) {
-            self.send_likes(likes, metrics);
-        }
-        !was_waiting && state.waiting()
-    }
-
-    /// Comments of the stream that its budget left out: the viewers are told how many.
-    pub fn sampled(&self, left_out: u64) {
-        let _ordered = lock(&self.state);
-        let _ = self
-            .frames
-            .send(Arc::new(StreamFrame::sampled(&self.stream_id, left_out)));
-    }
-
-    /// At a flush tick: sends the coalesced events whose wait is over and the held likes whose interval is.
-    /// True while something still waits.
-    pub fn flush(
-        &self,
-        now: Instant,
-        coalescing: Option<&Coalescing>,
-        metrics: &EdgeMetrics,
-    ) -> bool {
-        let mut state = lock(&self.state);
-        if let Some(coalescing) = coalescing {
-            let due = state.pending_since.is_none_or(|since| {
-                coalescing.due(now.saturating_duration_since(since), state.viewers)
-            });
-            if due {
-                let events = std::mem::take(&mut state.pending);
-                state.pending_since = None;
-                self.publish(&mut state, events);
-            }
-        }
-        if let Some(likes) = state.likes.due(now) {
-            self.send_likes(likes, metrics);
-        }
-        state.waiting()
+        .emit(metrics);
+        self.publish(state, events);
     }
 
     /// Encodes `events` once (with the cursor after them), keeps the frame for returning clients, broadcasts
     /// it, and moves the room's positions past it (all under the room's lock, taken by the caller).
     fn publish(&self, state: &mut RoomState, events: Vec<PushedEvent>) {
+        let now = Instant::now();
         for e in &events {
             state.kept.saw(&e.topic, e.offset);
+            state.takedowns.saw(e, now);
             let next = state
                 .positions
                 .entry(e.topic.clone())
@@ -339,7 +336,7 @@ impl Room {
             return;
         };
         let frame = Arc::new(frame);
-        state.kept.keep(frame.clone(), Instant::now());
+        state.kept.keep(frame.clone(), now);
         // No receiver is fine: the room is lingering.
         let _ = self.frames.send(frame);
     }
@@ -368,13 +365,5 @@ impl Room {
             .collect();
         cursor.sort_by(|a, b| a.topic.cmp(&b.topic));
         cursor
-    }
-
-    fn send_likes(&self, likes: Likes, metrics: &EdgeMetrics) {
-        Occurrence::LikesBroadcast.emit(metrics);
-        // Not kept for returning clients: the next likes frame carries the total anyway.
-        let _ = self
-            .frames
-            .send(Arc::new(StreamFrame::likes(&self.stream_id, likes)));
     }
 }
