@@ -149,17 +149,22 @@ async fn start_roles(
     // The demo page's origin may post and read SSE and long-poll.
     let origins = format!("--allowed-origins={}", demo_origin(args));
     let kafka = region.kafka.clone();
+    let (ingest_listen, ingest_admin) = (port(args.ingest_port, 100), port(args.admin_port, 10));
+    let mut ingest_args = vec![
+        "--listen",
+        &ingest_listen,
+        "--admin-listen",
+        &ingest_admin,
+        // No gateway on a developer's machine: the printed curl lines name their user with `x-user-id`.
+        "--auth",
+        "trusted-header",
+        &origins,
+    ];
+    if !others.is_empty() {
+        ingest_args.push(&mirrored);
+    }
     let ingest = stack::spawn_ingest(
-        parse_args(&[
-            "--listen",
-            &port(args.ingest_port, 100),
-            "--admin-listen",
-            &port(args.admin_port, 10),
-            // No gateway on a developer's machine: the printed curl lines name their user with `x-user-id`.
-            "--auth",
-            "trusted-header",
-            &origins,
-        ])?,
+        parse_args(&ingest_args)?,
         kafka.clone(),
         shutdown.child_token(),
     )

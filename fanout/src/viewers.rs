@@ -5,12 +5,11 @@
 
 use std::collections::HashMap;
 
-use chorus_schemas::ViewerCount;
+use chorus_schemas::{ViewerCount, ViewerTally};
 
 #[derive(Debug, Default)]
 pub struct ViewerCounts {
-    /// Per stream, per (topic, key) of a count record: its count and until when it holds.
-    counts: HashMap<String, HashMap<(String, String), (u64, i64)>>,
+    tally: ViewerTally,
     /// Per stream, the total last pushed to its edges.
     pushed: HashMap<String, u64>,
 }
@@ -18,50 +17,20 @@ pub struct ViewerCounts {
 impl ViewerCounts {
     /// A record of `topic` (a local or mirrored `viewer-counts`): a count, or a tombstone (`None`).
     pub fn apply(&mut self, topic: &str, key: &str, value: Option<ViewerCount>) {
-        let Some(stream) = ViewerCount::stream_of(key) else {
-            return;
-        };
-        let slot = (topic.to_owned(), key.to_owned());
-        match value {
-            Some(record) => {
-                let count = u64::try_from(record.count).unwrap_or(0);
-                self.counts
-                    .entry(record.stream_id)
-                    .or_default()
-                    .insert(slot, (count, record.expires_ms));
-            }
-            None => {
-                if let Some(edges) = self.counts.get_mut(stream) {
-                    edges.remove(&slot);
-                    if edges.is_empty() {
-                        self.counts.remove(stream);
-                    }
-                }
-            }
-        }
+        self.tally.apply(topic, key, value);
     }
 
     /// Viewers of `stream_id` on every edge whose count has not expired at `now_ms`.
     pub fn total(&self, stream_id: &str, now_ms: i64) -> u64 {
-        self.counts.get(stream_id).map_or(0, |edges| {
-            edges
-                .values()
-                .filter(|(_, expires)| *expires > now_ms)
-                .map(|(count, _)| count)
-                .sum()
-        })
+        self.tally.total(stream_id, now_ms)
     }
 
     /// The streams `owned` here whose total at `now_ms` differs from the last one pushed, with the new
     /// totals (now remembered as pushed).
     pub fn changed(&mut self, now_ms: i64, owned: impl Fn(&str) -> bool) -> Vec<(String, u64)> {
-        let mut streams: Vec<String> = self.counts.keys().cloned().collect();
-        streams.extend(
-            self.pushed
-                .keys()
-                .filter(|s| !self.counts.contains_key(*s))
-                .cloned(),
-        );
+        let mut streams: Vec<String> = self.tally.streams().cloned().collect();
+        let gone = self.pushed.keys().filter(|s| !self.tally.knows(s));
+        streams.extend(gone.cloned());
         let mut changed = Vec::new();
         for stream in streams {
             if !owned(&stream) {
@@ -72,7 +41,7 @@ impl ViewerCounts {
             if self.pushed.get(&stream) != Some(&total) {
                 changed.push((stream.clone(), total));
             }
-            if total == 0 && !self.counts.contains_key(&stream) {
+            if total == 0 && !self.tally.knows(&stream) {
                 self.pushed.remove(&stream);
             } else {
                 self.pushed.insert(stream, total);

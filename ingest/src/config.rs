@@ -46,6 +46,14 @@ pub struct IngestConfig {
     /// `owner`); absent means viewer.
     #[arg(long, env = "CHORUS_INGEST_ROLE_HEADER", default_value = "x-user-role")]
     pub role_header: String,
+    /// The role (token claim `role`, or the role header) of the platform's administrators: they moderate every
+    /// stream and may ban a user from all of them (`PUT /v1/bans/{user_id}`).
+    #[arg(long, env = "CHORUS_INGEST_ADMIN_ROLE", default_value = "admin")]
+    pub admin_role: String,
+    /// The other regions whose bans, chat settings and viewer counts reach this region's cluster as
+    /// `<region>.<topic>` (MirrorMaker 2 naming); they apply here too.
+    #[arg(long, env = "CHORUS_INGEST_MIRRORED_REGIONS", value_delimiter = ',')]
+    pub mirrored_regions: Vec<String>,
     /// Who is posting: bearer tokens or a trusted header.
     #[command(flatten)]
     pub auth: AuthArgs,

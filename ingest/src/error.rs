@@ -17,4 +17,6 @@ pub enum IngestError {
     Metrics(#[from] prometheus::Error),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("cannot set up topics: {0}")]
+    Topics(#[from] chorus_service::KafkaSetupError),
 }

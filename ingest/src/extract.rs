@@ -72,7 +72,7 @@ fn checked(raw: &str, headers: &HeaderMap, state: &AppState) -> Result<PostTarge
 
 /// Who sent the request; counts and logs every refusal.
 #[tracing::instrument(name = "ingest.authenticate", level = "debug", skip_all)]
-fn authenticate(
+pub(crate) fn authenticate(
     authenticator: &Authenticator,
     metrics: &IngestMetrics,
     headers: &HeaderMap,
@@ -155,7 +155,7 @@ impl FromRequest<Arc<AppState>> for LikeBody {
     }
 }
 
-fn body_rejection(rejection: BytesRejection, max_body_bytes: usize) -> ApiError {
+pub(crate) fn body_rejection(rejection: BytesRejection, max_body_bytes: usize) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::TooLarge {
             limit: max_body_bytes,
@@ -166,7 +166,7 @@ fn body_rejection(rejection: BytesRejection, max_body_bytes: usize) -> ApiError 
 }
 
 /// `application/json` or any `application/*+json`, parameters ignored.
-fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -182,7 +182,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// Syntax errors (including invalid UTF-8) are 400; well-formed JSON of the wrong shape is 422.
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|error| match error.classify() {
         serde_json::error::Category::Data => ApiError::InvalidField {
             field: "body",

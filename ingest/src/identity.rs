@@ -23,8 +23,12 @@ pub enum Authenticator {
     TrustedHeader {
         user_header: String,
         role_header: String,
+        admin_role: String,
     },
-    Jwt(Box<TokenVerifier>),
+    Jwt {
+        verifier: Box<TokenVerifier>,
+        admin_role: String,
+    },
 }
 
 impl Authenticator {
@@ -32,7 +36,10 @@ impl Authenticator {
     /// trusted-header` it refuses to start ([`AuthSetupError::Unconfigured`]).
     pub fn new(config: &IngestConfig) -> Result<Self, AuthSetupError> {
         match (config.auth.mode()?, config.auth.verifier()?) {
-            (AuthMode::Jwt, Some(verifier)) => Ok(Authenticator::Jwt(Box::new(verifier))),
+            (AuthMode::Jwt, Some(verifier)) => Ok(Authenticator::Jwt {
+                verifier: Box::new(verifier),
+                admin_role: config.admin_role.clone(),
+            }),
             _ => {
                 tracing::warn!(
                     header = %config.user_header,
@@ -42,6 +49,7 @@ impl Authenticator {
                 Ok(Authenticator::TrustedHeader {
                     user_header: config.user_header.to_ascii_lowercase(),
                     role_header: config.role_header.to_ascii_lowercase(),
+                    admin_role: config.admin_role.clone(),
                 })
             }
         }
@@ -53,12 +61,18 @@ impl Authenticator {
             Authenticator::TrustedHeader {
                 user_header,
                 role_header,
+                admin_role,
             } => {
                 let raw = single(headers, user_header)?.and_then(|v| v.to_str().ok());
                 let user_id = validate::user_id(raw).ok_or_else(|| ApiError::Unauthenticated {
                     header: user_header.clone(),
                 })?;
-                let role = match single(headers, role_header)? {
+                let raw_role = single(headers, role_header)?;
+                let admin = raw_role
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.eq_ignore_ascii_case(admin_role));
+                let role = match raw_role {
+                    _ if admin => UserRole::Owner,
                     None => UserRole::Viewer,
                     Some(value) => value.to_str().ok().and_then(parse_role).ok_or_else(|| {
                         ApiError::Forbidden(format!(
@@ -70,9 +84,13 @@ impl Authenticator {
                 Ok(Caller {
                     user_id: user_id.to_owned(),
                     role,
+                    admin,
                 })
             }
-            Authenticator::Jwt(verifier) => {
+            Authenticator::Jwt {
+                verifier,
+                admin_role,
+            } => {
                 single(headers, header::AUTHORIZATION.as_str())?;
                 let identity = verifier.verify_headers(headers).map_err(ApiError::Token)?;
                 if validate::user_id(Some(&identity.user_id)).is_none() {
@@ -81,7 +99,10 @@ impl Authenticator {
                         validate::MAX_USER_ID_CHARS
                     )));
                 }
-                let role = identity.role_on(stream_id).map_err(|role| {
+                let admin = identity.has_role(admin_role);
+                let role = identity.role_on(stream_id);
+                let role = if admin { Ok(UserRole::Owner) } else { role };
+                let role = role.map_err(|role| {
                     ApiError::Forbidden(format!(
                         "the token gives the role {role:?} on this stream, which Chorus does not know \
                          (viewer, moderator, owner)"
@@ -90,6 +111,7 @@ impl Authenticator {
                 Ok(Caller {
                     user_id: identity.user_id,
                     role,
+                    admin,
                 })
             }
         }

@@ -17,12 +17,15 @@
 //! - [`routes`]: the router and the handlers; [`openapi`]: the OpenAPI document, narrowed to the auth mode;
 //!   [`extract`]: the extractors (stream id, caller and key shared by both post routes; the two bodies);
 //!   [`middleware`]: the per-address limit and request metrics; [`state`]: what every request shares.
+//! - [`moderation`]: bans, chat settings (slow mode, who may comment, blocked terms) and counts, followed from
+//!   Kafka, and the checks every post passes; [`controls`]: the moderation API over HTTP.
 //! - [`identity`]: who is posting (a verified bearer token, or a trusted gateway's header) and their role;
 //!   [`problem`]: every refusal and the RFC 9457 problem document it is answered with.
 //!
 //! And [`config`]: options; [`error`]: why ingest cannot start or serve.
 
 pub mod config;
+pub mod controls;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
@@ -30,6 +33,7 @@ pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod middleware;
+pub mod moderation;
 pub mod openapi;
 pub mod post;
 pub mod problem;
@@ -60,7 +64,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
     let registry = Registry::new();
-    let readiness = Readiness::waiting_for(&["topics"]);
+    let readiness = Readiness::waiting_for(&["topics", "moderation"]);
     let codec = kafka.stream_event_codec().await?;
     let state = Arc::new(AppState::new(&config, &kafka, codec, &registry)?);
     tokio::spawn(ensure_topics_until_done(
@@ -69,6 +73,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     let server = Server::new(&config.serve, &registry, "ingest")?;
+    let readiness_moderation = readiness.clone();
     let admin_task = tokio::spawn(chorus_service::serve_admin(
         admin,
         server.clone(),
@@ -77,6 +82,13 @@ pub async fn run(
         shutdown.clone(),
     ));
     tokio::spawn(keep_house(state.clone(), shutdown.clone()));
+    tokio::spawn(follow_moderation(
+        kafka.clone(),
+        config.mirrored_regions.clone(),
+        state.clone(),
+        readiness_moderation,
+        shutdown.clone(),
+    ));
     tracing::info!(addr = ?listener.local_addr().ok(), "ingest listening");
     server
         .serve(listener, "public", app(state.clone()), shutdown.clone())
@@ -90,7 +102,36 @@ pub async fn run(
     Ok(())
 }
 
-/// Every second samples the producer queue; every ten forgets rate-limit keys that are idle again.
+/// Follows bans, settings and counts (see [`moderation::follow`]), starting over after a failure.
+async fn follow_moderation(
+    kafka: KafkaArgs,
+    regions: Vec<String>,
+    state: Arc<AppState>,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) {
+    let moderation = state.ingest.moderation.clone();
+    while !shutdown.is_cancelled() {
+        let run = moderation::follow::run(
+            kafka.clone(),
+            regions.clone(),
+            moderation.clone(),
+            state.metrics.clone(),
+            readiness.clone(),
+            shutdown.clone(),
+        );
+        if let Err(error) = run.await {
+            tracing::warn!(%error, "moderation state not followed; retrying");
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+/// Every second samples the producer queue and the bans in force; every ten forgets rate-limit and
+/// slow-mode keys that are idle again.
 async fn keep_house(state: Arc<AppState>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -100,8 +141,13 @@ async fn keep_house(state: Arc<AppState>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         state.ingest.record_queue_depth();
+        let moderation = &state.ingest.moderation;
+        let bans = moderation.bans_in_force(chorus_service::clock::now_ms());
+        state.metrics.bans_in_force.set(bans as i64);
         if round % 10 == 9 {
             state.ingest.forget_idle_limits();
+            let longest = Duration::from_secs(u64::from(controls::MAX_SLOW_MODE_S));
+            moderation.forget_idle(longest, std::time::Instant::now());
         }
     }
 }

@@ -27,6 +27,10 @@ pub struct IngestMetrics {
     pub rate_limited: IntCounterVec,
     pub rate_limit_keys: IntGauge,
     pub idempotent_replays: IntCounter,
+    pub moderation_refused: IntCounterVec,
+    pub controls: IntCounterVec,
+    pub bans_in_force: IntGauge,
+    pub state_records: IntCounterVec,
 }
 
 impl IngestMetrics {
@@ -76,7 +80,47 @@ impl IngestMetrics {
                 "chorus_ingest_idempotent_replays_total",
                 "Retries with a known Idempotency-Key answered with the first answer, writing nothing",
             )?,
+            moderation_refused: m.counter_vec(
+                "chorus_ingest_moderation_refused_total",
+                "Posts refused by a stream's moderation, by rule (banned, slow_mode, moderators_only, \
+                 comments_closed, blocked_term)",
+                &["rule"],
+            )?,
+            controls: m.counter_vec(
+                "chorus_ingest_moderation_controls_total",
+                "Moderation controls accepted (durable in Kafka), by control (take_down, ban, lift, \
+                 settings)",
+                &["control"],
+            )?,
+            bans_in_force: m.gauge(
+                "chorus_ingest_bans_in_force",
+                "Bans in force (per stream and platform-wide) as this ingest knows them, every region's",
+            )?,
+            state_records: m.counter_vec(
+                "chorus_ingest_state_records_total",
+                "Records of the followed state topics applied, by table and outcome",
+                &["table", "outcome"],
+            )?,
         })
+    }
+
+    /// A post refused by moderation (logged at debug: a banned user's retries are many).
+    pub fn record_moderation_refused(&self, rule: &'static str, user_id: &str) {
+        self.moderation_refused.with_label_values(&[rule]).inc();
+        tracing::debug!(rule, user_id, "post refused by moderation");
+    }
+
+    /// A moderation control made durable (logged: a moderator acted).
+    pub fn record_control(&self, control: &'static str, stream_id: Option<&str>, by: &str) {
+        self.controls.with_label_values(&[control]).inc();
+        tracing::info!(control, stream_id, by, "moderation control");
+    }
+
+    /// A record of a followed state topic.
+    pub fn record_state_record(&self, table: &'static str, outcome: &'static str) {
+        self.state_records
+            .with_label_values(&[table, outcome])
+            .inc();
     }
 
     /// A request over a rate limit.

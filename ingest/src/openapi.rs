@@ -22,7 +22,7 @@ pub fn document(authenticator: &Authenticator) -> String {
         return DOCUMENT.to_owned();
     };
     match authenticator {
-        Authenticator::Jwt(_) => {
+        Authenticator::Jwt { .. } => {
             drop_scheme(&mut doc, GATEWAY_SCHEME);
             drop_gateway_parameters(&mut doc);
         }
@@ -80,6 +80,7 @@ mod tests {
         Authenticator::TrustedHeader {
             user_header: "x-user-id".into(),
             role_header: "x-user-role".into(),
+            admin_role: "admin".into(),
         }
     }
 

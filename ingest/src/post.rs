@@ -3,7 +3,9 @@
 //! per-stream limits and the idempotency rules, writes the event to Kafka, and answers where it is stored, or
 //! the same answer again for a retry.
 
-use chorus_schemas::{Codec, EventKind, StreamEvent, UserRole};
+use std::sync::Arc;
+
+use chorus_schemas::{Ban, Codec, EventKind, StreamEvent, StreamSettings, Topics, UserRole};
 use chorus_service::{clock, KafkaArgs};
 use serde::Serialize;
 use tracing::Span;
@@ -14,13 +16,18 @@ use crate::error::IngestError;
 use crate::idempotency::{self, IdempotencyCache, KeyReused};
 use crate::limits::{RateLimits, Refused};
 use crate::metrics::IngestMetrics;
+use crate::moderation::Moderation;
+use crate::moderation::Refusal;
 use crate::producer::EventProducer;
 
 /// The authenticated caller of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub user_id: String,
+    /// The caller's role on the stream (an administrator is its owner).
     pub role: UserRole,
+    /// A platform administrator (`--admin-role`): moderates every stream, bans from all of them.
+    pub admin: bool,
 }
 
 /// One valid post: a comment (with its text) or a like, by `caller` to `stream_id`.
@@ -59,16 +66,29 @@ pub enum PostError {
     IdempotencyKeyReused(#[from] KeyReused),
     #[error("the event could not be stored; retry after {retry_after_s} s")]
     Unavailable { retry_after_s: u64 },
+    #[error(transparent)]
+    Moderated(#[from] Refusal),
 }
 
 /// What accepting a post needs: the limits, the recent keys and the producer of this instance.
 #[derive(Debug)]
 pub struct Ingest {
-    producer: EventProducer,
+    pub(crate) producer: EventProducer,
     limits: RateLimits,
     idempotency: IdempotencyCache<Accepted>,
-    metrics: IngestMetrics,
-    region: String,
+    pub(crate) metrics: IngestMetrics,
+    pub(crate) region: String,
+    /// Bans and chat settings of every region, and the streams' counts.
+    pub moderation: Arc<Moderation>,
+    pub(crate) topics: Topics,
+    pub(crate) codecs: StateCodecs,
+}
+
+/// The codecs of the state records ingest writes.
+#[derive(Debug)]
+pub(crate) struct StateCodecs {
+    pub bans: Codec<Ban>,
+    pub settings: Codec<StreamSettings>,
 }
 
 impl Ingest {
@@ -92,6 +112,12 @@ impl Ingest {
             ),
             metrics,
             region: kafka.region.clone(),
+            moderation: Arc::default(),
+            topics: kafka.topics(),
+            codecs: StateCodecs {
+                bans: Codec::ban()?,
+                settings: Codec::stream_settings()?,
+            },
         })
     }
 
@@ -145,10 +171,18 @@ impl Ingest {
             .inspect_err(|refused| self.metrics.record_rate_limited(refused))
     }
 
-    fn check_limits(&self, post: &Post) -> Result<(), Refused> {
+    /// The rate limits, then the stream's moderation (bans, who may comment, blocked terms, slow mode).
+    fn check_limits(&self, post: &Post) -> Result<(), PostError> {
         self.limits
             .check_event(post.kind, &post.caller.user_id, &post.stream_id)
-            .inspect_err(|refused| self.metrics.record_rate_limited(refused))
+            .inspect_err(|refused| self.metrics.record_rate_limited(refused))?;
+        self.moderation
+            .check(post, clock::now_ms(), std::time::Instant::now())
+            .inspect_err(|refusal| {
+                let user = &post.caller.user_id;
+                self.metrics.record_moderation_refused(refusal.rule(), user);
+            })?;
+        Ok(())
     }
 
     /// Writes the event to Kafka and returns where it is once acknowledged.
@@ -165,11 +199,16 @@ impl Ingest {
             retraction: None,
         };
         Span::current().record("event_id", event.event_id.as_str());
+        self.store(event).await
+    }
+
+    /// Writes `event` to `events` and answers where it is once acknowledged (`503` when it is not).
+    pub(crate) async fn store(&self, event: StreamEvent) -> Result<Accepted, PostError> {
         let result = self.producer.produce(&event).await;
         self.record_queue_depth();
         match result {
             Ok(stored) => {
-                self.metrics.record_produced(post.kind);
+                self.metrics.record_produced(event.kind);
                 Ok(Accepted {
                     event_id: event.event_id,
                     partition: stored.partition,

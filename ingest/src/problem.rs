@@ -113,6 +113,7 @@ impl ApiError {
                 "unavailable",
                 "Temporarily unavailable",
             ),
+            ApiError::Post(PostError::Moderated(refusal)) => refusal.parts(),
         }
     }
 
@@ -133,6 +134,7 @@ impl ApiError {
             ApiError::Post(PostError::Unavailable { retry_after_s }) => {
                 problem.retry_after(*retry_after_s)
             }
+            ApiError::Post(PostError::Moderated(refusal)) => refusal.annotate(problem),
             ApiError::Unauthenticated { .. } | ApiError::Token(AuthFailure::Missing) => {
                 problem.challenge(Challenge::Missing)
             }

@@ -83,11 +83,30 @@ impl EventProducer {
             key: "event_id",
             value: Some(event.event_id.as_bytes()),
         });
-        let record = FutureRecord::to(&self.topic)
+        let record = FutureRecord::<[u8], [u8]>::to(&self.topic)
             .key(event.stream_id.as_bytes())
             .payload(&payload)
             .headers(headers)
             .timestamp(event.created_ms);
+        self.deliver(record).await
+    }
+
+    /// Writes a record of a state topic (`bans`, `stream-settings`): `payload`, or a tombstone; resolves once
+    /// Kafka acknowledged it.
+    pub async fn produce_state(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: Option<&[u8]>,
+    ) -> Result<Stored, ProduceError> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).key(key.as_bytes());
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
+        self.deliver(record).await
+    }
+
+    async fn deliver(&self, record: FutureRecord<'_, [u8], [u8]>) -> Result<Stored, ProduceError> {
         // Never wait for room in the queue: a full queue means the cluster is slow, and the client is better
         // served by a quick 503 than by a request that hangs.
         let delivery = self.producer.send(record, Timeout::After(Duration::ZERO));

@@ -1,4 +1,5 @@
-//! The public HTTP API of ingest: the router, the two post handlers and the OpenAPI document. The handlers
+//! The public HTTP API of ingest: the router, the two post handlers (the moderation controls are in
+//! [`crate::controls`]) and the OpenAPI document. The handlers
 //! only translate: extractors ([`crate::extract`]) in, [`Ingest::accept`](crate::post::Ingest::accept), a
 //! `202` (or a problem document) out.
 
@@ -8,10 +9,11 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use chorus_schemas::EventKind;
 
+use crate::controls;
 use crate::extract::{CommentText, LikeBody, PostTarget};
 use crate::middleware::{limit_address, observe};
 use crate::post::{Answer, Post};
@@ -27,8 +29,26 @@ pub fn app(state: Arc<AppState>) -> Router {
     let posts = Router::new()
         .route("/v1/streams/{stream_id}/comments", post(post_comment))
         .route("/v1/streams/{stream_id}/likes", post(post_like))
+        .route(
+            "/v1/streams/{stream_id}/comments/{event_id}",
+            delete(controls::take_down),
+        )
+        .route(
+            "/v1/streams/{stream_id}/bans/{user_id}",
+            put(controls::ban).delete(controls::lift),
+        )
+        .route(
+            "/v1/bans/{user_id}",
+            put(controls::ban).delete(controls::lift),
+        )
+        .route(
+            "/v1/streams/{stream_id}/settings",
+            put(controls::put_settings).get(controls::get_settings),
+        )
+        .route("/v1/streams/{stream_id}", get(controls::standing))
         .route_layer(middleware::from_fn_with_state(state.clone(), limit_address));
-    let cors = chorus_service::cors::layer(&state.allowed_origins, &[Method::POST, Method::GET]);
+    let methods = [Method::POST, Method::GET, Method::PUT, Method::DELETE];
+    let cors = chorus_service::cors::layer(&state.allowed_origins, &methods);
     let app = Router::new()
         .merge(posts)
         .route("/openapi.json", get(openapi))

@@ -45,6 +45,36 @@ pub fn user_id(raw: Option<&str>) -> Option<&str> {
     visible_ascii(raw, MAX_USER_ID_CHARS)
 }
 
+/// An event id in a path (a take-down's): 1 to 128 visible ASCII characters.
+pub fn event_id(raw: &str) -> Result<&str, ApiError> {
+    visible_ascii(Some(raw), MAX_IDEMPOTENCY_KEY_CHARS).ok_or_else(|| ApiError::InvalidField {
+        field: "event_id",
+        detail: "the event id must be 1 to 128 visible ASCII characters".into(),
+    })
+}
+
+/// A user id in a path (a ban's): as the gateway header's.
+pub fn path_user_id(raw: &str) -> Result<&str, ApiError> {
+    user_id(Some(raw)).ok_or_else(|| ApiError::InvalidField {
+        field: "user_id",
+        detail: format!("the user id must be 1 to {MAX_USER_ID_CHARS} visible ASCII characters"),
+    })
+}
+
+/// Free text of a control (a ban's reason, a blocked term): at most `max` characters, no control characters.
+pub fn short_text<'t>(field: &'static str, text: &'t str, max: usize) -> Result<&'t str, ApiError> {
+    let chars = text.chars().count();
+    if chars > max || text.chars().any(char::is_control) {
+        return Err(ApiError::InvalidField {
+            field,
+            detail: format!(
+                "`{field}` must be at most {max} characters, none of them control characters"
+            ),
+        });
+    }
+    Ok(text)
+}
+
 /// An `Idempotency-Key`: 1 to 128 visible ASCII characters.
 pub fn idempotency_key(raw: Option<&str>) -> Option<&str> {
     visible_ascii(raw, MAX_IDEMPOTENCY_KEY_CHARS)

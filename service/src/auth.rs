@@ -199,6 +199,13 @@ pub struct Identity {
 impl Identity {
     /// The caller's role on `stream_id`: its `roles` entry, else `role`, else viewer. `Err` names a role claim
     /// Chorus does not know (the token is valid, but Chorus cannot tell what it allows).
+    /// Whether the token's platform-wide `role` claim is `name` (in any case): an administrator's.
+    pub fn has_role(&self, name: &str) -> bool {
+        self.role
+            .as_deref()
+            .is_some_and(|role| role.eq_ignore_ascii_case(name))
+    }
+
     pub fn role_on(&self, stream_id: &str) -> Result<UserRole, String> {
         match self.roles.get(stream_id).or(self.role.as_ref()) {
             None => Ok(UserRole::Viewer),

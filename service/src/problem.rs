@@ -44,6 +44,8 @@ pub struct Problem {
     detail: String,
     field: Option<&'static str>,
     limit: Option<&'static str>,
+    rule: Option<&'static str>,
+    until_ms: Option<i64>,
     retry_after_s: Option<u64>,
     challenge: Option<Challenge>,
 }
@@ -60,6 +62,13 @@ struct Body<'a> {
     /// Which rate limit a 429 is about.
     #[serde(skip_serializing_if = "Option::is_none")]
     limit: Option<&'a str>,
+    /// Which moderation rule refused the request (banned, slow_mode, comments_closed, moderators_only,
+    /// blocked_term).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+    /// Until when the refusal holds (a ban), milliseconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until_ms: Option<i64>,
 }
 
 impl Problem {
@@ -78,9 +87,23 @@ impl Problem {
             detail: detail.into(),
             field: None,
             limit: None,
+            rule: None,
+            until_ms: None,
             retry_after_s: None,
             challenge: None,
         }
+    }
+
+    /// The moderation rule that refused the request.
+    pub fn rule(mut self, rule: &'static str) -> Self {
+        self.rule = Some(rule);
+        self
+    }
+
+    /// Until when the refusal holds, milliseconds since the Unix epoch.
+    pub fn until_ms(mut self, until_ms: i64) -> Self {
+        self.until_ms = Some(until_ms);
+        self
     }
 
     /// The field (or header) of the request that is wrong.
@@ -125,6 +148,8 @@ impl IntoResponse for Problem {
             detail: &self.detail,
             field: self.field,
             limit: self.limit,
+            rule: self.rule,
+            until_ms: self.until_ms,
         };
         // Serialising this plain struct cannot fail.
         let json = serde_json::to_vec(&body).unwrap_or_default();
@@ -201,6 +226,8 @@ mod tests {
             detail: "too long",
             field: Some("text"),
             limit: None,
+            rule: None,
+            until_ms: None,
         };
         let json: serde_json::Value =
             serde_json::from_slice(&serde_json::to_vec(&body).expect("json")).expect("json");

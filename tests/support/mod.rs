@@ -157,17 +157,22 @@ impl Cluster {
         fanout_args: &[String],
     ) -> Cluster {
         let shutdown = CancellationToken::new();
+        // Rate limits have tests of their own; the other tests load ingest from one address.
+        let mut ingest_args = vec![
+            "--listen",
+            LOCAL,
+            "--admin-listen",
+            LOCAL,
+            "--rate-limits=off",
+            "--auth=trusted-header",
+        ];
+        // The regions fanout reads mirrored events of: their bans and settings apply here too.
+        let mirrored = fanout_args
+            .iter()
+            .find(|a| a.starts_with("--mirrored-regions="));
+        ingest_args.extend(mirrored.map(String::as_str));
         let ingest = stack::spawn_ingest(
-            // Rate limits have tests of their own; the other tests load ingest from one address.
-            parse_args(&[
-                "--listen",
-                LOCAL,
-                "--admin-listen",
-                LOCAL,
-                "--rate-limits=off",
-                "--auth=trusted-header",
-            ])
-            .expect("ingest args"),
+            parse_args(&ingest_args).expect("ingest args"),
             kafka.args.clone(),
             shutdown.child_token(),
         )
