@@ -12,37 +12,14 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Message};
 use serde_json::Value;
 use support::load::{post_at_rate, Posted};
-use support::{percentile, Cluster, Process, TestKafka, Viewer, WAIT};
+use support::regions::{mirror, two_regions_with};
+use support::{percentile, Cluster, TestKafka, Viewer, WAIT};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Two regions `a` and `b` sharing a topic prefix, each with one ingest, fanout and edge.
 async fn two_regions() -> (Cluster, Cluster) {
     two_regions_with(&[]).await
-}
-
-async fn two_regions_with(fanout_flags: &[&str]) -> (Cluster, Cluster) {
-    let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
-    let a = TestKafka::start_region(&prefix, "a").await;
-    let b = TestKafka::start_region(&prefix, "b").await;
-    let flags = |other: &str| {
-        let mut flags = vec![format!("--mirrored-regions={other}")];
-        flags.extend(fanout_flags.iter().map(|f| (*f).to_owned()));
-        flags
-    };
-    let a = Cluster::start_full(a, 1, 1, &[], &flags("b")).await;
-    let b = Cluster::start_full(b, 1, 1, &[], &flags("a")).await;
-    (a, b)
-}
-
-/// `chorus mirror` copying `from`'s events into `to`, as its own process.
-async fn mirror(from: &Cluster, to: &Cluster) -> Process {
-    let mut flags = to.kafka_flags();
-    flags.extend([
-        format!("--source-kafka={}", from.kafka.args.brokers),
-        format!("--source-region={}", from.kafka.args.region),
-    ]);
-    Process::start("mirror", &flags).await
 }
 
 fn id(accepted: &Value) -> &str {

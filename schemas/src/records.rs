@@ -76,7 +76,7 @@ pub struct Retraction {
 impl Retraction {
     /// Whether `event` (a comment) is one this take-down removes.
     pub fn covers(&self, event: &StreamEvent) -> bool {
-        self.event_ids.iter().any(|id| *id == event.event_id)
+        self.event_ids.contains(&event.event_id)
             || self
                 .author
                 .as_deref()

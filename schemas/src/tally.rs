@@ -6,10 +6,13 @@ use std::collections::HashMap;
 
 use crate::records::ViewerCount;
 
+/// Per (topic, key) of a count record: its count and until when it holds.
+type EdgeCounts = HashMap<(String, String), (u64, i64)>;
+
 #[derive(Debug, Default)]
 pub struct ViewerTally {
-    /// Per stream, per (topic, key) of a count record: its count and until when it holds.
-    counts: HashMap<String, HashMap<(String, String), (u64, i64)>>,
+    /// Per stream, its edges' counts.
+    counts: HashMap<String, EdgeCounts>,
 }
 
 impl ViewerTally {

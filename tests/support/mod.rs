@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod load;
 pub mod process;
 pub mod proxy;
+pub mod regions;
 pub mod resume;
 pub mod sse;
 pub mod stored;

@@ -15,6 +15,9 @@ use super::WAIT;
 pub struct Viewer {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub hello: Value,
+    /// The stream's viewer count, as the last `viewers` frame (or the `hello`) said: the frame readers below
+    /// take `viewers` frames in passing, as a browser's status line would.
+    pub viewers: Option<u64>,
 }
 
 impl Viewer {
@@ -26,9 +29,11 @@ impl Viewer {
         let mut viewer = Viewer {
             socket,
             hello: Value::Null,
+            viewers: None,
         };
         let hello = viewer.next_frame().await;
         assert_eq!(hello["type"], "hello", "first frame is hello: {hello}");
+        viewer.viewers = hello["viewers"].as_u64();
         viewer.hello = hello;
         viewer
     }
@@ -38,9 +43,22 @@ impl Viewer {
         self.try_next_frame(WAIT).await.expect("a frame in time")
     }
 
-    /// The next frame within `wait`, or `None`.
+    /// The next frame within `wait` (a `viewers` frame is taken into [`Viewer::viewers`] and skipped), or
+    /// `None`.
     pub async fn try_next_frame(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let frame = self.frame_by(deadline).await?;
+            if frame["type"] == "viewers" {
+                self.viewers = frame["count"].as_u64();
+                continue;
+            }
+            return Some(frame);
+        }
+    }
+
+    /// The next frame of any type before `deadline`, or `None`.
+    pub async fn frame_by(&mut self, deadline: tokio::time::Instant) -> Option<Value> {
         loop {
             let message = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
@@ -53,6 +71,19 @@ impl Viewer {
                 _ => continue,
             }
         }
+    }
+
+    /// Reads (other frames dropped) until the viewer count is `count` (true), or `within` passes (false).
+    pub async fn wait_viewers(&mut self, count: u64, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.viewers != Some(count) {
+            match self.frame_by(deadline).await {
+                None => return false,
+                Some(frame) if frame["type"] == "viewers" => self.viewers = frame["count"].as_u64(),
+                Some(_) => {}
+            }
+        }
+        true
     }
 
     /// Events of the next `events` frames until one with `event_id` arrives; panics after [`WAIT`].

@@ -3,7 +3,8 @@
 //! every post passes: a banned user is refused (`403`, until when), a stream open only to moderators or closed
 //! refuses whom it should (`403`), a comment with a blocked term is refused (`422`, naming the rule, never the
 //! terms; see [`terms`]), and slow mode lets a viewer comment once per interval (`429` with `Retry-After`;
-//! counted per ingest instance). The owner and moderators are exempt from all but bans. It also holds what
+//! counted per ingest instance; the owner and moderators are exempt). `closed` means nobody, `moderators`
+//! the owner and moderators; blocked terms hold for everyone. Likes pass all but bans. It also holds what
 //! `GET /v1/streams/{id}` answers: viewers on every edge of every region, and the like total.
 
 pub mod controls;
@@ -213,9 +214,10 @@ impl Moderation {
     /// Every check a post passes (see the module's documentation), at `now_ms` (`now` for slow mode).
     pub fn check(&self, post: &Post, now_ms: i64, now: Instant) -> Result<(), Refusal> {
         self.check_ban(&post.stream_id, &post.caller.user_id, now_ms)?;
-        if post.kind != EventKind::Comment || post.caller.role.is_privileged() {
+        if post.kind != EventKind::Comment {
             return Ok(());
         }
+        let privileged = post.caller.role.is_privileged();
         let slow_mode = {
             let tables = self.read();
             let Some((settings, terms)) = tables.settings(&post.stream_id) else {
@@ -223,6 +225,7 @@ impl Moderation {
             };
             match settings.comments {
                 CommentsOpenTo::Open => {}
+                CommentsOpenTo::Moderators if privileged => {}
                 CommentsOpenTo::Moderators => return Err(Refusal::ModeratorsOnly),
                 CommentsOpenTo::Closed => return Err(Refusal::Closed),
             }
@@ -231,6 +234,9 @@ impl Moderation {
             }
             u32::try_from(settings.slow_mode_s).unwrap_or(0)
         };
+        if privileged {
+            return Ok(());
+        }
         self.slow_mode(post, slow_mode, now)
     }
 
@@ -398,10 +404,16 @@ mod tests {
         assert!(m
             .check(&viewer("three"), 0, t0 + Duration::from_secs(2))
             .is_ok());
-        let moderator = comment("m", UserRole::Moderator, "spoiler");
+        let moderator = comment("m", UserRole::Moderator, "hello");
         for _ in 0..3 {
-            assert!(m.check(&moderator, 0, t0).is_ok(), "exempt");
+            assert!(m.check(&moderator, 0, t0).is_ok(), "exempt from slow mode");
         }
+        let term = comment("m", UserRole::Owner, "spoiler");
+        assert_eq!(
+            m.check(&term, 0, t0),
+            Err(Refusal::BlockedTerm),
+            "for everyone"
+        );
         settings.comments = CommentsOpenTo::Moderators;
         settings.updated_ms = 2;
         m.apply_settings("stream-settings", "s", Some(settings.clone()));
@@ -411,6 +423,7 @@ mod tests {
         settings.updated_ms = 3;
         m.apply_settings("b.stream-settings", "s", Some(settings));
         assert_eq!(m.check(&viewer("x"), 0, t0), Err(Refusal::Closed));
+        assert_eq!(m.check(&moderator, 0, t0), Err(Refusal::Closed), "nobody");
         let like = Post {
             kind: EventKind::Like,
             text: None,
