@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -53,7 +54,7 @@ impl FromRequestParts<Arc<AppState>> for Moderator {
     ) -> Result<Self, Self::Rejection> {
         let Path(mut path) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
-            .map_err(|rejection| ApiError::BadStreamId(rejection.body_text()))?;
+            .map_err(|rejection| ApiError::BadPath(rejection.body_text()))?;
         let stream_id = match path.remove("stream_id") {
             Some(raw) => Some(validate::stream_id(&raw)?.to_owned()),
             None => None,
@@ -110,7 +111,15 @@ impl<T: DeserializeOwned + Default> FromRequest<Arc<AppState>> for ControlBody<T
         if !json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        Ok(ControlBody(parse_json(&body)?))
+        // An object, and only an object (serde would take an array for a struct too).
+        let object: serde_json::Map<String, serde_json::Value> = parse_json(&body)?;
+        let body = serde_json::from_value(serde_json::Value::Object(object)).map_err(|error| {
+            ApiError::InvalidField {
+                field: "body",
+                detail: format!("the body does not fit this control: {error}"),
+            }
+        })?;
+        Ok(ControlBody(body))
     }
 }
 
@@ -338,8 +347,9 @@ struct StandingAnswer {
 /// `GET /v1/streams/{stream_id}`: anyone may ask.
 pub async fn standing(
     State(state): State<Arc<AppState>>,
-    Path(stream_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(stream_id) = path.map_err(|rejection| ApiError::BadPath(rejection.body_text()))?;
     let stream_id = validate::stream_id(&stream_id)?;
     let standing = state.ingest.moderation.standing(stream_id, clock::now_ms());
     let answer = StandingAnswer {

@@ -12,6 +12,8 @@ use crate::post::PostError;
 pub enum ApiError {
     #[error("the stream id {0:?} is not valid: 1 to 128 characters from A-Z a-z 0-9 . _ - and not starting with a symbol")]
     BadStreamId(String),
+    #[error("the request path cannot be read: {0}")]
+    BadPath(String),
     #[error("the request body is not valid JSON: {0}")]
     MalformedJson(String),
     #[error("the request body must be `application/json`")]
@@ -55,6 +57,7 @@ impl ApiError {
                 "bad-stream-id",
                 "Invalid stream id",
             ),
+            ApiError::BadPath(_) => (StatusCode::BAD_REQUEST, "bad-path", "Invalid path"),
             ApiError::MalformedJson(_) => (
                 StatusCode::BAD_REQUEST,
                 "malformed-json",

@@ -24,6 +24,7 @@ const user = query.get("user") || `viewer-${Math.random().toString(16).slice(2, 
 const list = $("comments");
 const status = $("status");
 const likesTotal = $("likes-total");
+const viewers = $("viewers");
 const error = $("error");
 const input = /** @type {HTMLInputElement} */ ($("comment"));
 const send = /** @type {HTMLButtonElement} */ ($("send"));
@@ -55,6 +56,11 @@ function el(tag, className, text) {
   return node;
 }
 
+/** @param {number} count */
+function showViewers(count) {
+  if (Number.isFinite(count)) viewers.textContent = String(count);
+}
+
 /** @param {number} total */
 function showLikes(total) {
   if (Number.isFinite(total)) likesTotal.textContent = String(total);
@@ -70,6 +76,17 @@ watch.on("comment", (c) => {
   item.append(el("span", "user", c.user_id), el("span", "text", c.text ?? ""));
   append(item);
 });
+
+// Comments taken down by the stream's owner or a moderator leave the chat.
+watch.on("retract", (r) => {
+  const gone = new Set(r.event_ids);
+  for (const item of list.querySelectorAll("li.comment")) {
+    if (item instanceof HTMLElement && gone.has(item.dataset.eventId ?? "")) item.remove();
+  }
+});
+
+// The count comes with hello, then whenever it changes (at most once a second).
+watch.on("viewers", (v) => showViewers(v.count));
 
 watch.on("gap", (g) => {
   const notes = {

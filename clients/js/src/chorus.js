@@ -9,6 +9,8 @@
  * A frame from the edge: `hello`, `events`, `likes`, `gap`, `reconnect`, `retract`, `viewers`, or a newer type.
  * @typedef {{ type: string, cursor?: string, [field: string]: any }} Frame
  */
+/** Comments a moderator took down. @typedef {{ type: "retract", stream_id: string, event_ids: string[] }} Retract */
+/** Viewers, `hello.viewers` first. @typedef {{ type: "viewers", stream_id: string, count: number }} Viewers */
 /**
  * One comment as a viewer receives it.
  * @typedef {{ event_id: string, user_id: string, kind: string, text?: string, created_ms: number,
@@ -59,8 +61,9 @@ const TYPED = ["hello", "likes", "gap", "reconnect", "retract", "viewers"];
 
 /**
  * Parses one frame (JSON text, or an object from a long-poll answer) into the events it means: `comment` per
- * comment of an `events` frame, an event named after the frame for the other known types, none for unknown
- * types (they are still surfaced as `frame`). `undefined` when it is not a frame.
+ * comment of an `events` frame, an event named after the frame for the other known types (and `viewers` after a
+ * `hello` with a count), none for unknown types (they are still surfaced as `frame`). `undefined` when it is not
+ * a frame.
  * @param {unknown} data
  * @returns {{ frame: Frame, events: { type: string, detail: any }[] } | undefined}
  */
@@ -80,8 +83,14 @@ export function decodeFrame(data) {
   if (f.type === "events") {
     const list = Array.isArray(f.events) ? f.events : [];
     events = list.filter((e) => e && e.kind === "comment").map((e) => ({ type: "comment", detail: e }));
+  } else if (f.type === "retract") {
+    const ids = Array.isArray(f.event_ids) ? f.event_ids.filter((id) => typeof id === "string") : [];
+    events = [{ type: "retract", detail: { ...f, event_ids: ids } }];
   } else if (TYPED.includes(f.type)) {
     events = [{ type: f.type, detail: f }];
+    if (f.type === "hello" && typeof f.viewers === "number") {
+      events.push({ type: "viewers", detail: { type: "viewers", stream_id: f.stream_id, count: f.viewers } });
+    }
   }
   return { frame: f, events };
 }
@@ -140,7 +149,8 @@ export function watchStream(options) {
 /**
  * A stream being watched. An EventTarget: every event is a CustomEvent whose `detail` is the payload;
  * `on(type, fn)` calls `fn(detail)` and returns a function that stops it.
- * Events: comment, likes, gap, hello, reconnect, retract, viewers, frame (every frame), status.
+ * Events: comment, likes, gap, hello, reconnect, retract ({@link Retract}), viewers ({@link Viewers}), frame (every
+ * frame), status.
  */
 export class Watch extends EventTarget {
   /** @type {Transport | undefined} the transport in use or being tried */
@@ -151,6 +161,8 @@ export class Watch extends EventTarget {
   edge = undefined;
   /** @type {string | undefined} where to resume from */
   cursor = undefined;
+  /** @type {number | undefined} the stream's viewers, as last told */
+  viewers = undefined;
 
   #options;
   #dedup;
@@ -279,6 +291,9 @@ export class Watch extends EventTarget {
         if (frame.type === "hello") this.#attempt = 0;
         this.#emit("frame", frame);
         for (const { type, detail } of decoded.events) {
+          if (type === "viewers" && typeof detail.count === "number") this.viewers = detail.count;
+          // A comment taken down stays down: a later copy of it is dropped as a repeat.
+          if (type === "retract") for (const id of detail.event_ids) this.#dedup.add(id);
           if (type !== "comment" || typeof detail.event_id !== "string" || this.#dedup.add(detail.event_id)) {
             this.#emit(type, detail);
           }
@@ -383,7 +398,7 @@ function openEventSource(url, receive, end) {
  * @property {string} ingest ingest base URL
  * @property {TokenSource} [token] bearer token; called again with `{ refresh: true }` after a 401
  * @property {() => Record<string, string>} [headers] extra headers of every post
- * @property {number} [maxRetries] retries of a 503, 429 or network error (4)
+ * @property {number} [maxRetries] retries of a 503, 429 (but slow mode) or network error (4)
  * @property {Backoff} [backoff] between retries of network errors and of 503/429 without Retry-After
  * @property {number} [retryAfterCapMs] longest wait a Retry-After may ask for (10000)
  * @property {typeof fetch} [fetch] for tests
@@ -391,7 +406,7 @@ function openEventSource(url, receive, end) {
  * @property {() => number} [random] for tests
  */
 
-/** A refused post: `status` and the problem document (`type`, `title`, `status`, `detail`). */
+/** A refused post: `status` and the problem document (`type`, `title`, `status`, `detail`, `rule`). */
 export class PostError extends Error {
   /**
    * @param {number} status
@@ -405,6 +420,8 @@ export class PostError extends Error {
     this.type = problem.type;
     this.title = problem.title;
     this.detail = problem.detail;
+    /** @type {string | undefined} */
+    this.rule = problem.rule;
   }
 }
 
@@ -448,13 +465,16 @@ export function createPoster(options) {
         bearer = await token({ refresh: true });
         continue;
       }
-      if ((response.status === 503 || response.status === 429) && retries < maxRetries) {
+      const refusal = await problem(response);
+      // Slow mode is the stream's rule, not an overload: not retried.
+      const transient = (response.status === 503 || response.status === 429) && refusal.rule !== "slow_mode";
+      if (transient && retries < maxRetries) {
         const after = retryAfterMs(response.headers.get("retry-after"));
         await wait(Math.min(retryAfterCapMs, after ?? backoffDelay(retries, backoff, random)));
         retries++;
         continue;
       }
-      throw new PostError(response.status, await problem(response));
+      throw new PostError(response.status, refusal);
     }
   }
 

@@ -85,3 +85,16 @@ test("what is not a frame is ignored", () => {
   }
   assert.deepEqual(decodeFrame('{"type":"events"}').events, [], "events frame without events");
 });
+
+test("a hello with viewers is followed by a viewers event with that count", () => {
+  const { events } = decodeFrame(JSON.stringify({ type: "hello", stream_id: "demo", edge_id: "e", viewers: 1204 }));
+  assert.deepEqual(events.map((e) => e.type), ["hello", "viewers"]);
+  assert.equal(events[0].detail.viewers, 1204);
+  assert.deepEqual(events[1].detail, { type: "viewers", stream_id: "demo", count: 1204 });
+});
+
+test("retract: event_ids is always an array of strings", () => {
+  const { events } = decodeFrame({ type: "retract", stream_id: "demo", event_ids: ["e1", 7, null, "e2"] });
+  assert.deepEqual(events, [{ type: "retract", detail: { type: "retract", stream_id: "demo", event_ids: ["e1", "e2"] } }]);
+  assert.deepEqual(decodeFrame('{"type":"retract","stream_id":"demo"}').events[0].detail.event_ids, []);
+});

@@ -101,6 +101,22 @@ test("other errors are not retried and reject with the problem document", async 
   assert.equal(error.message, "text must not be blank");
 });
 
+test("moderation refusals are not retried and name their rule; slow mode's 429 neither", async () => {
+  const banned = { ...problem(403, "Banned", "you are banned from this stream"), rule: "banned", until_ms: 1796018137709 };
+  const slow = { ...problem(429, "Slow mode", "one comment every 30 s"), rule: "slow_mode" };
+  const { fetch, calls } = fakeFetch([[403, banned], [429, slow, { "retry-after": "12" }]]);
+  const poster = createPoster({ ingest: "http://i", fetch, sleep: async () => assert.fail("no retry") });
+  const ban = await poster.comment("demo", "hi").catch((e) => e);
+  assert.equal(ban.status, 403);
+  assert.equal(ban.rule, "banned");
+  assert.equal(ban.problem.until_ms, 1796018137709);
+  const wait = await poster.comment("demo", "again").catch((e) => e);
+  assert.ok(wait instanceof PostError);
+  assert.equal(wait.status, 429);
+  assert.equal(wait.rule, "slow_mode");
+  assert.equal(calls.length, 2, "one request each");
+});
+
 test("network errors are retried with backoff, same key", async () => {
   const { fetch, calls } = fakeFetch([new TypeError("fetch failed"), new TypeError("fetch failed"), [202, accepted]]);
   const { slept, sleep } = recordSleeps();

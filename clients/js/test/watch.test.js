@@ -285,6 +285,41 @@ test("likes, gap, retract, viewers and unknown frames are surfaced", async () =>
   watch.close();
 });
 
+test("retract: the ids come as an event, and a taken-down comment that comes again is dropped", async () => {
+  let n = 0;
+  script = (c) => {
+    n += 1;
+    c.send(hello());
+    if (n === 1) {
+      c.send(events(["a", "b"]));
+      c.send({ type: "retract", stream_id: "demo", event_ids: ["b", "never-seen"] });
+      c.fail();
+    } else c.send(events(["b", "c"])); // a resume elsewhere brings "b" again
+  };
+  const watch = watchStream({ edges: [A, B], stream: "demo", random: first });
+  const seen = record(watch, "comment", "retract");
+  await waitFor(() => seen.some((s) => s.event_id === "c"), "the comment after the reconnect");
+  assert.deepEqual(
+    seen.map((s) => (s.on === "comment" ? s.event_id : `retract ${s.event_ids}`)),
+    ["a", "b", "retract b,never-seen", "c"],
+  );
+  watch.close();
+});
+
+test("viewers: the count of hello first, then each viewers frame, also as watch.viewers", async () => {
+  script = (c) => {
+    c.send(hello({ viewers: 41 }));
+    c.send({ type: "viewers", stream_id: "demo", count: 42 });
+  };
+  const watch = watchStream({ edges: [A], stream: "demo", random: first });
+  assert.equal(watch.viewers, undefined, "nothing told yet");
+  const counts = record(watch, "viewers");
+  await waitFor(() => counts.length === 2, "two counts");
+  assert.deepEqual(counts.map((c) => c.count), [41, 42]);
+  assert.equal(watch.viewers, 42);
+  watch.close();
+});
+
 test("the access token goes on the viewer URL", async () => {
   script = (c) => c.send(hello());
   const watch = watchStream({ edges: [A], stream: "demo", random: first, token: async () => "tok en" });
