@@ -152,19 +152,7 @@ pub async fn run(
     // drain window and a grace period passed) the edge stops for good.
     let draining = shutdown.child_token();
     let finished = CancellationToken::new();
-    tokio::spawn(
-        membership
-            .clone()
-            .keep_lease(config.lease_ttl(), finished.clone()),
-    );
-    tokio::spawn(broadcast.clone().flush_every(finished.clone()));
-    tokio::spawn(viewers::count_every(
-        rooms.clone(),
-        membership.clone(),
-        config.viewer_count_period(),
-        config.lease_ttl(),
-        finished.clone(),
-    ));
+    keep_up(&config, &membership, &rooms, &broadcast, &finished);
     tracing::info!(
         edge_id = membership.edge_id(),
         push_url = membership.push_url(),
@@ -201,12 +189,7 @@ pub async fn run(
         tokio::spawn(server.serve(listeners.internal, "internal", internal, finished.clone()));
     serve_viewers(listeners.public, &server, viewers, tracker).await?;
     finished.cancel();
-    let here: Vec<(String, i32)> = rooms
-        .all()
-        .iter()
-        .map(|room| (room.stream_id.clone(), room.partition()))
-        .collect();
-    membership.leave(&here);
+    leave(&membership, &rooms);
     for task in [internal, admin] {
         match task.await {
             Ok(result) => result?,
@@ -214,6 +197,38 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// The edge's own periodic work until `finished`: its lease, the flush tick, its viewer counts.
+fn keep_up(
+    config: &EdgeConfig,
+    membership: &Arc<Membership>,
+    rooms: &Arc<Rooms>,
+    broadcast: &Arc<Broadcast>,
+    finished: &CancellationToken,
+) {
+    let lease = membership
+        .clone()
+        .keep_lease(config.lease_ttl(), finished.clone());
+    tokio::spawn(lease);
+    tokio::spawn(broadcast.clone().flush_every(finished.clone()));
+    tokio::spawn(viewers::count_every(
+        rooms.clone(),
+        membership.clone(),
+        config.viewer_count_period(),
+        config.lease_ttl(),
+        finished.clone(),
+    ));
+}
+
+/// On clean stop: the lease's, the subscriptions' and the viewer counts' tombstones.
+fn leave(membership: &Membership, rooms: &Rooms) {
+    let here: Vec<(String, i32)> = rooms
+        .all()
+        .iter()
+        .map(|room| (room.stream_id.clone(), room.partition()))
+        .collect();
+    membership.leave(&here);
 }
 
 /// The epoch of the cursors this edge gives out: from the cluster's id, so every edge of the region agrees

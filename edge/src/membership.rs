@@ -1,6 +1,6 @@
 //! What the edge tells the cluster about itself: its lease in `edges` (renewed, tombstoned on clean stop)
 //! and, per stream with viewers here, a record in `subscriptions` (tombstoned after the last viewer left) and
-//! its viewer count in `viewer-counts` (see [`crate::viewers`]).
+//! its viewer count in `viewer-counts` (see the `viewers` module).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The moderation API over HTTP: take a comment down, ban and lift, chat settings, and a stream's standing
 //! (viewers, likes, settings). The handlers only translate: [`Moderator`] (who may use a control) and the
-//! bodies in, the domain ([`crate::moderation::controls`]) called, `202` (or `200` for reads) out.
+//! bodies in, the domain ([`crate::moderate`]) called, `202` (or `200` for reads) out.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::extract::{authenticate, body_rejection, is_json, parse_json};
-use crate::moderation::controls::BanRequest;
+use crate::moderate::BanRequest;
 use crate::post::Caller;
 use crate::problem::ApiError;
 use crate::state::AppState;

@@ -18,7 +18,8 @@
 //!   [`extract`]: the extractors (stream id, caller and key shared by both post routes; the two bodies);
 //!   [`middleware`]: the per-address limit and request metrics; [`state`]: what every request shares.
 //! - [`moderation`]: bans, chat settings (slow mode, who may comment, blocked terms) and counts, followed from
-//!   Kafka, and the checks every post passes; [`controls`]: the moderation API over HTTP.
+//!   Kafka, and the checks every post passes; [`moderate`]: the controls (take-down, ban, lift, settings) as
+//!   ingest's domain; [`controls`]: the moderation API over HTTP.
 //! - [`identity`]: who is posting (a verified bearer token, or a trusted gateway's header) and their role;
 //!   [`problem`]: every refusal and the RFC 9457 problem document it is answered with.
 //!
@@ -33,6 +34,7 @@ pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod middleware;
+pub mod moderate;
 pub mod moderation;
 pub mod openapi;
 pub mod post;

@@ -16,8 +16,7 @@ use crate::error::IngestError;
 use crate::idempotency::{self, IdempotencyCache, KeyReused};
 use crate::limits::{RateLimits, Refused};
 use crate::metrics::IngestMetrics;
-use crate::moderation::Moderation;
-use crate::moderation::Refusal;
+use crate::moderation::{Asked, Moderation, Refusal};
 use crate::producer::EventProducer;
 
 /// The authenticated caller of one request.
@@ -176,8 +175,15 @@ impl Ingest {
         self.limits
             .check_event(post.kind, &post.caller.user_id, &post.stream_id)
             .inspect_err(|refused| self.metrics.record_rate_limited(refused))?;
+        let asked = Asked {
+            stream_id: &post.stream_id,
+            user_id: &post.caller.user_id,
+            role: post.caller.role,
+            kind: post.kind,
+            text: post.text.as_deref(),
+        };
         self.moderation
-            .check(post, clock::now_ms(), std::time::Instant::now())
+            .check(&asked, clock::now_ms(), std::time::Instant::now())
             .inspect_err(|refusal| {
                 let user = &post.caller.user_id;
                 self.metrics.record_moderation_refused(refusal.rule(), user);

@@ -7,99 +7,30 @@
 //! the owner and moderators; blocked terms hold for everyone. Likes pass all but bans. It also holds what
 //! `GET /v1/streams/{id}` answers: viewers on every edge of every region, and the like total.
 
-pub mod controls;
 pub mod follow;
+mod refusal;
 pub mod terms;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use chorus_schemas::ViewerTally;
-use chorus_schemas::{Ban, CommentsOpenTo, EventKind, LikeTotal, StreamSettings, ViewerCount};
-use chorus_service::Problem;
+use chorus_schemas::{
+    Ban, CommentsOpenTo, EventKind, LikeTotal, StreamSettings, UserRole, ViewerCount,
+};
 
-use crate::post::Post;
+pub use refusal::Refusal;
 use terms::BlockedTerms;
 
-/// Why a post was refused by the stream's moderation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("{}", banned_detail(*.until_ms, *.everywhere))]
-    Banned {
-        until_ms: Option<i64>,
-        everywhere: bool,
-    },
-    #[error("slow mode: one comment every {every_s} s on this stream; retry after {} s", .retry_after.as_secs_f64().ceil())]
-    SlowMode { every_s: u32, retry_after: Duration },
-    #[error("only the stream's owner and moderators may comment on this stream now")]
-    ModeratorsOnly,
-    #[error("comments on this stream are closed")]
-    Closed,
-    #[error("the comment contains a term this stream does not allow")]
-    BlockedTerm,
-}
-
-fn banned_detail(until_ms: Option<i64>, everywhere: bool) -> String {
-    let scope = if everywhere {
-        "from every stream"
-    } else {
-        "from this stream"
-    };
-    match until_ms {
-        Some(until) => {
-            format!("you are banned {scope} until {until} (milliseconds since the Unix epoch)")
-        }
-        None => format!("you are banned {scope} until the ban is lifted"),
-    }
-}
-
-impl Refusal {
-    /// The rule's name, as the problem document and the metric's label say it.
-    pub fn rule(&self) -> &'static str {
-        match self {
-            Refusal::Banned { .. } => "banned",
-            Refusal::SlowMode { .. } => "slow_mode",
-            Refusal::ModeratorsOnly => "moderators_only",
-            Refusal::Closed => "comments_closed",
-            Refusal::BlockedTerm => "blocked_term",
-        }
-    }
-
-    /// Status, problem type and title.
-    pub fn parts(&self) -> (StatusCode, &'static str, &'static str) {
-        match self {
-            Refusal::Banned { .. } => (StatusCode::FORBIDDEN, "banned", "Banned"),
-            Refusal::SlowMode { .. } => (StatusCode::TOO_MANY_REQUESTS, "slow-mode", "Slow mode"),
-            Refusal::ModeratorsOnly | Refusal::Closed => (
-                StatusCode::FORBIDDEN,
-                "comments-restricted",
-                "Comments restricted",
-            ),
-            Refusal::BlockedTerm => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "blocked-term",
-                "Blocked term",
-            ),
-        }
-    }
-
-    /// The members and headers that go with the refusal.
-    pub fn annotate(&self, problem: Problem) -> Problem {
-        let problem = problem.rule(self.rule());
-        match self {
-            Refusal::Banned {
-                until_ms: Some(until),
-                ..
-            } => problem.until_ms(*until),
-            Refusal::SlowMode { retry_after, .. } => {
-                problem.retry_after(retry_after.as_secs_f64().ceil().max(1.0) as u64)
-            }
-            Refusal::BlockedTerm => problem.field("text"),
-            _ => problem,
-        }
-    }
+/// A post as moderation sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    pub stream_id: &'a str,
+    pub user_id: &'a str,
+    pub role: UserRole,
+    pub kind: EventKind,
+    pub text: Option<&'a str>,
 }
 
 /// What `GET /v1/streams/{id}` tells.
@@ -212,15 +143,15 @@ impl Moderation {
     }
 
     /// Every check a post passes (see the module's documentation), at `now_ms` (`now` for slow mode).
-    pub fn check(&self, post: &Post, now_ms: i64, now: Instant) -> Result<(), Refusal> {
-        self.check_ban(&post.stream_id, &post.caller.user_id, now_ms)?;
+    pub fn check(&self, post: &Asked<'_>, now_ms: i64, now: Instant) -> Result<(), Refusal> {
+        self.check_ban(post.stream_id, post.user_id, now_ms)?;
         if post.kind != EventKind::Comment {
             return Ok(());
         }
-        let privileged = post.caller.role.is_privileged();
+        let privileged = post.role.is_privileged();
         let slow_mode = {
             let tables = self.read();
-            let Some((settings, terms)) = tables.settings(&post.stream_id) else {
+            let Some((settings, terms)) = tables.settings(post.stream_id) else {
                 return Ok(());
             };
             match settings.comments {
@@ -229,7 +160,7 @@ impl Moderation {
                 CommentsOpenTo::Moderators => return Err(Refusal::ModeratorsOnly),
                 CommentsOpenTo::Closed => return Err(Refusal::Closed),
             }
-            if terms.found_in(post.text.as_deref().unwrap_or_default()) {
+            if terms.found_in(post.text.unwrap_or_default()) {
                 return Err(Refusal::BlockedTerm);
             }
             u32::try_from(settings.slow_mode_s).unwrap_or(0)
@@ -240,7 +171,7 @@ impl Moderation {
         self.slow_mode(post, slow_mode, now)
     }
 
-    fn slow_mode(&self, post: &Post, every_s: u32, now: Instant) -> Result<(), Refusal> {
+    fn slow_mode(&self, post: &Asked<'_>, every_s: u32, now: Instant) -> Result<(), Refusal> {
         if every_s == 0 {
             return Ok(());
         }
@@ -249,7 +180,7 @@ impl Moderation {
             .last_comment
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let key = (post.stream_id.clone(), post.caller.user_id.clone());
+        let key = (post.stream_id.to_owned(), post.user_id.to_owned());
         if let Some(at) = last.get(&key) {
             let since = now.saturating_duration_since(*at);
             if since < every {
@@ -304,22 +235,15 @@ impl Moderation {
 
 #[cfg(test)]
 mod tests {
-    use chorus_schemas::UserRole;
-
     use super::*;
-    use crate::post::Caller;
 
-    fn comment(user: &str, role: UserRole, text: &str) -> Post {
-        Post {
-            stream_id: "s".into(),
-            caller: Caller {
-                user_id: user.into(),
-                role,
-                admin: false,
-            },
+    fn comment<'a>(user: &'a str, role: UserRole, text: &'a str) -> Asked<'a> {
+        Asked {
+            stream_id: "s",
+            user_id: user,
+            role,
             kind: EventKind::Comment,
-            text: Some(text.into()),
-            key: None,
+            text: Some(text),
         }
     }
 
@@ -424,7 +348,7 @@ mod tests {
         m.apply_settings("b.stream-settings", "s", Some(settings));
         assert_eq!(m.check(&viewer("x"), 0, t0), Err(Refusal::Closed));
         assert_eq!(m.check(&moderator, 0, t0), Err(Refusal::Closed), "nobody");
-        let like = Post {
+        let like = Asked {
             kind: EventKind::Like,
             text: None,
             ..viewer("")
