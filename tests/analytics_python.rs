@@ -176,6 +176,7 @@ async fn a_python_analytics_reader_decodes_every_field_of_what_was_posted() {
             "text": text,
             "created_ms": created_ms,
             "origin": "local",
+            "retraction": null,
             "role": role_of(user).to_uppercase(),
         });
         assert_eq!(*record, expected, "record of {stream} {user} {text:?}");

@@ -206,6 +206,7 @@ async fn a_ban_takes_the_users_recent_comments_down_everywhere_refuses_them_in_b
         }
     }
     ban_timings(&a, &b, stream).await;
+    settings_timings(&a, &b, "settings-timed").await;
     a.stop().await;
     b.stop().await;
 }
@@ -272,6 +273,41 @@ async fn ban_timings(a: &Cluster, b: &Cluster, stream: &str) {
     println!(
         "lift in region a to accepted by region b's ingest (20 tries): {}",
         summary(lifts)
+    );
+}
+
+/// 20 closings and openings of a stream's comments in region a: how long until region b's ingest refuses
+/// a comment, then takes one again.
+async fn settings_timings(a: &Cluster, b: &Cluster, stream: &str) {
+    let path = format!("/v1/streams/{stream}/settings");
+    let (mut closings, mut openings) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        for (comments, took, accepted) in [
+            ("closed", &mut closings, false),
+            ("open", &mut openings, true),
+        ] {
+            let started = Instant::now();
+            let put = control(a, Method::PUT, &path, "owner", "owner")
+                .json(&json!({ "comments": comments }));
+            assert_eq!(send(put).await.0, StatusCode::ACCEPTED);
+            loop {
+                let (status, _) = send(comment_to(b, stream, "v", "viewer", "hi")).await;
+                if (status == StatusCode::ACCEPTED) == accepted {
+                    break;
+                }
+                assert!(started.elapsed() < WAIT, "{comments} not applied in b");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            took.push(started.elapsed());
+        }
+    }
+    println!(
+        "comments closed in region a to refused by region b's ingest (20 tries): {}",
+        summary(closings)
+    );
+    println!(
+        "comments opened in region a to accepted by region b's ingest (20 tries): {}",
+        summary(openings)
     );
 }
 
@@ -483,41 +519,40 @@ async fn viewer_counts_add_up_over_edges_and_regions() {
     let (a, b) = two_regions_full(2, &[], &[]).await;
     let _a_to_b = mirror(&a, &b).await;
     let _b_to_a = mirror(&b, &a).await;
+    // The mirrors copy both ways before anything is timed.
+    for (from, to) in [(&a, &b), (&b, &a)] {
+        let mut watching = to.viewer(0, "warm-up").await;
+        let crossed = id(&from.comment("warm-up", "u", "across").await);
+        watching.events_until(&crossed).await;
+    }
     let stream = "counted";
+    let mut viewers = vec![a.viewer(0, stream).await, a.viewer(1, stream).await];
+    viewers.push(b.viewer(0, stream).await);
     let started = Instant::now();
-    let mut viewers = vec![
-        a.viewer(0, stream).await,
-        a.viewer(1, stream).await,
-        b.viewer(0, stream).await,
-    ];
+    let within =
+        |since: Instant| (since + Duration::from_secs(2)).saturating_duration_since(Instant::now());
     for (n, viewer) in viewers.iter_mut().enumerate() {
-        assert!(
-            viewer.wait_viewers(3, Duration::from_secs(5)).await,
-            "viewer {n} sees {:?}",
-            viewer.viewers
-        );
+        let seen = viewer.wait_viewers(3, within(started)).await;
+        println!("viewer {n}: count 3 after {:.0} ms", ms(started.elapsed()));
+        assert!(seen, "viewer {n} sees {:?}", viewer.viewers);
     }
     let joined = started.elapsed();
-    assert!(joined <= Duration::from_secs(5), "{joined:?}");
     let leaving = viewers.remove(1);
     let left_at = Instant::now();
     leaving.close().await;
     for (n, viewer) in viewers.iter_mut().enumerate() {
         assert!(
-            viewer
-                .wait_viewers(2, Duration::from_secs(2) + Duration::from_millis(500))
-                .await,
+            viewer.wait_viewers(2, within(left_at)).await,
             "viewer {n} sees {:?}",
             viewer.viewers
         );
     }
     let left = left_at.elapsed();
     println!(
-        "viewer counts: 3 joins seen everywhere after {:.0} ms, a leave after {:.0} ms",
+        "viewer counts: the third join seen everywhere after {:.0} ms, a leave after {:.0} ms",
         ms(joined),
         ms(left)
     );
-    assert!(left <= Duration::from_millis(2500), "{left:?}");
     let late = b.viewer(0, stream).await;
     assert!(late.hello["viewers"].as_u64().is_some(), "{}", late.hello);
     a.stop().await;

@@ -149,6 +149,11 @@ impl Presence {
         self.room.epoch()
     }
 
+    /// Take-downs applied in the room so far.
+    pub fn take_downs(&self) -> u64 {
+        self.room.take_downs()
+    }
+
     /// Whether the comment `event_id` was taken down in the room.
     pub fn taken_down(&self, event_id: &str) -> bool {
         self.room.taken_down(event_id)

@@ -41,7 +41,7 @@ pub struct EdgeConfig {
     /// How often this edge writes its changed viewer counts to `viewer-counts`, in milliseconds (each count is
     /// renewed every third of the lease TTL and counted until the TTL runs out: an edge that died stops
     /// being counted then).
-    #[arg(long, env = "CHORUS_EDGE_VIEWER_COUNT_MS", default_value_t = 250)]
+    #[arg(long, env = "CHORUS_EDGE_VIEWER_COUNT_MS", default_value_t = 100)]
     pub viewer_count_ms: u64,
     /// How long a stream's subscription outlives its last viewer on this edge (absorbs churn).
     #[arg(

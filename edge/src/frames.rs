@@ -41,6 +41,11 @@ pub struct StreamFrame {
     /// Pre-encoded `likes` frame, in a frame of its own (likes come aggregated from fanout, once per tick),
     /// with what it says (to merge it with others a viewer has yet to be sent).
     pub likes: Option<(Likes, Utf8Bytes)>,
+    /// The room's take-downs before this frame was broadcast: a viewer that reaches it after a later one
+    /// filters it (see `Session::take`).
+    pub take_downs_before: u64,
+    /// A status (the viewer count) rather than news: a long-poll does not answer for it alone.
+    pub status: bool,
 }
 
 impl StreamFrame {
@@ -73,6 +78,8 @@ impl StreamFrame {
             comments,
             retract,
             likes: None,
+            take_downs_before: 0,
+            status: false,
         })
     }
 
@@ -104,12 +111,17 @@ impl StreamFrame {
             comments: Some(text),
             retract: None,
             likes: None,
+            take_downs_before: 0,
+            status: false,
         }
     }
 
     /// A `viewers` frame: how many watch the stream everywhere.
     pub fn viewers(stream_id: &str, count: u64) -> StreamFrame {
-        StreamFrame::notice(ServerFrame::Viewers { stream_id, count }.to_text())
+        StreamFrame {
+            status: true,
+            ..StreamFrame::notice(ServerFrame::Viewers { stream_id, count }.to_text())
+        }
     }
 
     /// A `gap` frame telling the viewers how many comments the stream's budget left out.
@@ -140,6 +152,8 @@ impl StreamFrame {
             comments: None,
             retract: None,
             likes: Some((likes, text)),
+            take_downs_before: 0,
+            status: false,
         }
     }
 

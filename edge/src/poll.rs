@@ -3,7 +3,8 @@
 //! join position; each following poll answers the frames after its cursor (from the edge's buffer, or the
 //! next ones, waiting up to `wait_ms`) and the cursor to send next. Between polls the stream's room lingers;
 //! a cursor this edge no longer holds the rest of is resumed as any viewer's (see [`crate::session`]): with
-//! a `hello` saying whether it was.
+//! a `hello` saying whether it was. The stream's viewer count rides along with an answer (the latest one
+//! since the poll began), never ending a poll by itself.
 
 use std::time::Duration;
 
@@ -66,6 +67,8 @@ pub async fn serve(
         .min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     let mut draining = false;
+    // The latest viewer count rides along with the answer; it does not end a poll by itself.
+    let mut status: Option<Utf8Bytes> = None;
     while texts.is_empty() {
         let next = tokio::select! {
             () = state.shutdown.cancelled() => {
@@ -78,10 +81,12 @@ pub async fn serve(
         };
         match next {
             Err(_) | Ok(Next::Closed) => break,
+            Ok(Next::Frame(frame)) if frame.status => status = frame.comments.clone(),
             Ok(Next::Frame(frame)) => take(&mut session, &frame, &mut texts),
             Ok(Next::Gap(gap)) => texts.push(gap),
         }
     }
+    texts.extend(status);
     for text in &texts {
         Occurrence::FrameSent { bytes: text.len() }.emit(&state.metrics);
     }

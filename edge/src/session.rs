@@ -228,7 +228,7 @@ impl Arrival {
             transport: self.transport,
             frames,
             position,
-            _presence: self.presence,
+            presence: self.presence,
         }
     }
 }
@@ -244,7 +244,7 @@ pub struct Session {
     /// What the viewer has been sent (from where it joined or resumed), moved past each frame it takes;
     /// each frame is filtered against it.
     position: Vec<JoinPosition>,
-    _presence: Presence,
+    presence: Presence,
 }
 
 /// What one frame holds for this viewer.
@@ -311,8 +311,26 @@ impl Session {
         self.frames.len()
     }
 
-    /// What `frame` holds for this viewer; a cursor moves past it.
+    /// What `frame` holds for this viewer; a cursor moves past it. A comment taken down since the frame was
+    /// broadcast (while it waited in this viewer's queue) is not sent.
     pub fn take(&mut self, frame: &StreamFrame) -> Taken {
+        let presence = &self.presence;
+        let gone = |id: &str| presence.taken_down(id);
+        let later = frame.comments.is_some() && presence.take_downs() > frame.take_downs_before;
+        if later && frame.holds_any(&gone) {
+            let Some(left) = frame.without(&self.stream_id, &gone) else {
+                frame.advance(&mut self.position);
+                return Taken {
+                    texts: Vec::new(),
+                    events: 0,
+                };
+            };
+            return self.take_whole(&left);
+        }
+        self.take_whole(frame)
+    }
+
+    fn take_whole(&mut self, frame: &StreamFrame) -> Taken {
         let taken = Taken {
             texts: frame.for_viewer(&self.stream_id, &self.position),
             events: frame.event_count(&self.position) as u64,

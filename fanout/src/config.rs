@@ -59,6 +59,14 @@ pub struct FanoutConfig {
     /// many milliseconds; each tick also checkpoints the changed totals to `like-totals`.
     #[arg(long, env = "CHORUS_FANOUT_LIKES_TICK_MS", default_value_t = 200)]
     pub likes_tick_ms: u64,
+    /// How often the viewer counts of every edge of every region are added up and a changed total pushed to
+    /// the stream's edges, in milliseconds.
+    #[arg(
+        long,
+        env = "CHORUS_FANOUT_VIEWER_COUNT_TICK_MS",
+        default_value_t = 100
+    )]
+    pub viewer_count_tick_ms: u64,
     /// Frames queued per edge link; when full, further events for that edge are dropped and counted.
     #[arg(long, env = "CHORUS_FANOUT_LINK_QUEUE", default_value_t = 8_192)]
     pub link_queue: usize,
@@ -85,6 +93,10 @@ impl FanoutConfig {
     /// How long a routed event is held for gap fill and resume (by event time).
     pub fn held_for_ms(&self) -> i64 {
         self.resume_window_ms.max(self.staleness_ms) as i64
+    }
+
+    pub fn viewer_count_tick(&self) -> Duration {
+        Duration::from_millis(self.viewer_count_tick_ms.max(10))
     }
 
     pub fn likes_tick(&self) -> Duration {

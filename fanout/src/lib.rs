@@ -56,6 +56,42 @@ use crate::link::Connector;
 use crate::metrics::FanoutMetrics;
 use crate::router::Router;
 
+/// `--fanout-id`, or a random one.
+fn fanout_id(config: &FanoutConfig) -> String {
+    config
+        .fanout_id
+        .clone()
+        .unwrap_or_else(|| format!("fanout-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// The reader of the compacted tables. Its metadata requests block: off the runtime, whose threads the rest
+/// of the process needs meanwhile.
+async fn table_reader_of(
+    kafka: &KafkaArgs,
+    fanout_id: &str,
+    config: &FanoutConfig,
+) -> Result<table_reader::TableReader, FanoutError> {
+    let (kafka, id, regions) = (
+        kafka.clone(),
+        fanout_id.to_owned(),
+        config.mirrored_regions.clone(),
+    );
+    tokio::task::spawn_blocking(move || table_reader::TableReader::new(&kafka, &id, &regions))
+        .await?
+}
+
+/// Every `--viewer-count-tick-ms` until `shutdown`: the viewer counts of the owned streams, pushed where they changed.
+async fn count_viewers(router: Arc<Router>, config: FanoutConfig, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(config.viewer_count_tick());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => router.viewers_tick(chorus_service::clock::now_ms()),
+        }
+    }
+}
+
 /// Bound of each topic check or creation at start.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -81,10 +117,7 @@ pub async fn run(
     ));
     kafka.ensure_topics(SETUP_TIMEOUT).await?;
     events::ensure_mirrored_topics(&kafka, &config, SETUP_TIMEOUT).await?;
-    let fanout_id = config
-        .fanout_id
-        .clone()
-        .unwrap_or_else(|| format!("fanout-{}", uuid::Uuid::new_v4().simple()));
+    let fanout_id = fanout_id(&config);
     tracing::info!(%fanout_id, group = %config.group, "fanout starting");
     let router = Arc::new(Router::new(
         fanout_id.clone(),
@@ -99,12 +132,18 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     );
+    let reader = table_reader_of(&kafka, &fanout_id, &config).await?;
     let tables = tokio::spawn(table_reader::run(
-        table_reader::TableReader::new(&kafka, &fanout_id, &config.mirrored_regions)?,
+        reader,
         router.clone(),
         connector,
         metrics.clone(),
         readiness.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(count_viewers(
+        router.clone(),
+        config.clone(),
         shutdown.clone(),
     ));
     let likes = tokio::spawn(like_totals::run(
@@ -127,8 +166,7 @@ pub async fn run(
     )
     .await;
     shutdown.cancel();
-    let tables = tables.await;
-    let likes = likes.await;
+    let (tables, likes) = (tables.await, likes.await);
     if let Ok(Err(error)) = admin.await {
         tracing::warn!(%error, "admin server ended with an error");
     }

@@ -1,5 +1,5 @@
-//! The likes tick: every `--likes-tick-ms`, announces each stream's new likes and changed viewer count to its
-//! edges (through the router) and writes the changed totals and any pending read barriers to `like-totals`.
+//! The likes tick: every `--likes-tick-ms`, announces each stream's new likes to its edges (through the
+//! router) and writes the changed totals and any pending read barriers to `like-totals`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,9 +45,7 @@ pub async fn run(
             () = shutdown.cancelled() => return Ok(()),
             _ = tick.tick() => {}
         }
-        let now = clock::now_ms();
-        router.viewers_tick(now);
-        let work = router.likes_tick(now);
+        let work = router.likes_tick(clock::now_ms());
         if work.checkpoints.is_empty() && work.barriers.is_empty() {
             continue;
         }

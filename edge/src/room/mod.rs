@@ -8,6 +8,7 @@
 //! and can filter out everything before it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,8 @@ pub struct Room {
     settings: RoomSettings,
     known: Known,
     state: Mutex<RoomState>,
+    /// Take-downs applied here so far (read without the lock by every viewer's writer).
+    take_downs: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -148,6 +151,7 @@ impl Room {
             }),
             settings,
             known,
+            take_downs: AtomicU64::new(0),
         }
     }
 
@@ -158,6 +162,11 @@ impl Room {
     /// Viewers here now, and the stream's partition.
     pub fn count(&self) -> (u64, i32) {
         (lock(&self.state).viewers as u64, self.partition)
+    }
+
+    /// Take-downs applied here so far.
+    pub fn take_downs(&self) -> u64 {
+        self.take_downs.load(Ordering::Acquire)
     }
 
     /// Whether the comment `event_id` was taken down here (within the resume window).
@@ -308,6 +317,7 @@ impl Room {
         events.extend(fresh);
         events.retain(|e| e.event.kind != EventKind::Comment || !gone(&e.event.event_id));
         state.kept.take_down(&self.stream_id, &gone);
+        self.take_downs.fetch_add(1, Ordering::AcqRel);
         Occurrence::TakenDown {
             stream_id: &self.stream_id,
             count: ids.len(),
@@ -330,11 +340,12 @@ impl Room {
             *next = (*next).max(e.offset + 1);
         }
         let cursor = self.cursor_locked(state);
-        let Some(frame) =
+        let Some(mut frame) =
             StreamFrame::encode(&self.stream_id, events, &self.settings.epoch, cursor)
         else {
             return;
         };
+        frame.take_downs_before = self.take_downs.load(Ordering::Acquire);
         let frame = Arc::new(frame);
         state.kept.keep(frame.clone(), now);
         // No receiver is fine: the room is lingering.

@@ -86,25 +86,12 @@ pub async fn run(
         .create_with_context(ChorusContext)
         .map_err(IngestError::Producer)?;
     let followed = followed(&kafka.topics(), &regions);
-    let mut assignment = TopicPartitionList::new();
-    for (topic, _) in &followed {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), setup)
-            .map_err(IngestError::Producer)?;
-        let partitions = metadata
-            .topics()
-            .first()
-            .map_or(0, |t| t.partitions().len());
-        for p in 0..partitions as i32 {
-            assignment
-                .add_partition_offset(topic, p, Offset::Beginning)
-                .map_err(IngestError::Producer)?;
-        }
-    }
-    let partitions = assignment.count();
-    consumer
-        .assign(&assignment)
-        .map_err(IngestError::Producer)?;
+    let topics: Vec<String> = followed.iter().map(|(topic, _)| topic.clone()).collect();
+    // Metadata requests block: off the runtime, whose threads the rest of the process needs meanwhile.
+    let (consumer, partitions) =
+        tokio::task::spawn_blocking(move || assign(consumer, &topics, setup))
+            .await
+            .map_err(|error| IngestError::Serve(std::io::Error::other(error)))??;
     let codecs = Codecs {
         bans: Codec::ban()?,
         settings: Codec::stream_settings()?,
@@ -138,6 +125,33 @@ pub async fn run(
             Err(error) => tracing::warn!(%error, "moderation state read error"),
         }
     }
+}
+
+/// Assigns every partition of `topics` from the beginning; how many there are.
+fn assign(
+    consumer: StreamConsumer<ChorusContext>,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<(StreamConsumer<ChorusContext>, usize), IngestError> {
+    let mut assignment = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(IngestError::Producer)?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len());
+        for p in 0..partitions as i32 {
+            assignment
+                .add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(IngestError::Producer)?;
+        }
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(IngestError::Producer)?;
+    Ok((consumer, assignment.count()))
 }
 
 /// Applies one record; its outcome for the metric (`ok`, `no_key`, `undecodable`).
