@@ -76,6 +76,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Serves the demo page: a player placeholder with live comments and likes, made with the browser client.
     Demo(chorus::demo::DemoArgs),
+    /// How many edges, fanouts, ingests and partitions an event needs, from the benchmarks' per-node figures.
+    Plan(chorus::plan::PlanArgs),
     /// Connects to a viewer URL and prints every frame.
     Watch {
         /// e.g. ws://127.0.0.1:8081/v1/streams/demo/ws
@@ -123,6 +125,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args, shutdown).await?,
         Command::Demo(args) => chorus::demo::run(args, shutdown).await?,
         Command::Watch { url } => watch::run(&url, shutdown).await?,
+        Command::Plan(args) => {
+            let records = chorus::plan::Records::load(&args.results)?;
+            print!("{}", chorus::plan::plan(&args, &records)?);
+        }
     }
     Ok(())
 }
