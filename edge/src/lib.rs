@@ -23,7 +23,7 @@
 //!   fanout's positions the edge believes, the rule over [`trust`]; [`broadcast`]: how its batches, likes
 //!   and sampling notes reach the rooms, and the flush tick; [`coalesce`]: how long events wait to go out
 //!   together; [`likes`]: at most one `likes` frame per stream per interval; [`takedowns`]: comments taken
-//!   down, never sent after; [`viewers`]: viewer counts written to `viewer-counts` and paced to viewers.
+//!   down, never sent after; [`viewers`]: viewer counts written to `viewer-counts`; [`viewer_count`]: paced to viewers.
 //! - [`protocol`]: the JSON frames of the viewer protocol.
 //! - [`occurrences`]: everything counted (and logged) happening, each in one place; [`metrics`]: the
 //!   metrics they move; [`config`]; [`error`].
@@ -55,6 +55,7 @@ pub mod sse;
 pub mod state;
 pub mod takedowns;
 pub mod trust;
+pub mod viewer_count;
 pub mod viewers;
 pub mod ws;
 

@@ -23,7 +23,7 @@ use crate::likes::LikesPacing;
 use crate::metrics::EdgeMetrics;
 use crate::occurrences::Occurrence;
 use crate::takedowns::Takedowns;
-use crate::viewers::ViewersPacing;
+use crate::viewer_count::ViewersPacing;
 
 mod paced;
 
