@@ -69,13 +69,16 @@ pub async fn run(
     let readiness = Readiness::waiting_for(&["topics", "moderation"]);
     let codec = kafka.stream_event_codec().await?;
     let state = Arc::new(AppState::new(&config, &kafka, codec, &registry)?);
-    tokio::spawn(ensure_topics_until_done(
-        kafka.clone(),
-        readiness.clone(),
-        shutdown.clone(),
-    ));
     let server = Server::new(&config.serve, &registry, "ingest")?;
-    let readiness_moderation = readiness.clone();
+    // The topics first (retried while the cluster is away), then the moderation state read from them.
+    tokio::spawn({
+        let (kafka, regions) = (kafka.clone(), config.mirrored_regions.clone());
+        let (state, readiness, shutdown) = (state.clone(), readiness.clone(), shutdown.clone());
+        async move {
+            ensure_topics_until_done(kafka.clone(), readiness.clone(), shutdown.clone()).await;
+            follow_moderation(kafka, regions, state, readiness, shutdown).await;
+        }
+    });
     let admin_task = tokio::spawn(chorus_service::serve_admin(
         admin,
         server.clone(),
@@ -84,13 +87,6 @@ pub async fn run(
         shutdown.clone(),
     ));
     tokio::spawn(keep_house(state.clone(), shutdown.clone()));
-    tokio::spawn(follow_moderation(
-        kafka.clone(),
-        config.mirrored_regions.clone(),
-        state.clone(),
-        readiness_moderation,
-        shutdown.clone(),
-    ));
     tracing::info!(addr = ?listener.local_addr().ok(), "ingest listening");
     server
         .serve(listener, "public", app(state.clone()), shutdown.clone())

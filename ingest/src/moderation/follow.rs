@@ -63,7 +63,7 @@ struct Codecs {
     likes: Codec<LikeTotal>,
 }
 
-/// Creates what is missing, assigns every partition from the beginning, then applies records until
+/// Creates the mirrored copies that are missing, assigns every partition from the beginning, then applies records until
 /// `shutdown`; satisfies `moderation` in `readiness` once the first pass is complete.
 pub async fn run(
     kafka: KafkaArgs,
@@ -74,7 +74,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
     let setup = Duration::from_secs(10);
-    kafka.ensure_topics(setup).await?;
+    // This region's topics exist (ingest made sure before); the mirrored copies may not, yet.
     kafka.ensure_mirrored(&regions, setup).await?;
     let mut config =
         kafka.consumer_config(&format!("chorus-ingest-state-{}", uuid::Uuid::new_v4()));
