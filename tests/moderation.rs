@@ -11,7 +11,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::regions::{mirror, two_regions_full, two_regions_with};
-use support::{percentile, post, Cluster, Viewer, WAIT};
+use support::{percentile, Cluster, Viewer, WAIT};
 use tokio::time::Instant;
 
 /// A request to `cluster`'s ingest as `user` with `role` (the trusted gateway's headers).
@@ -188,22 +188,10 @@ async fn a_ban_takes_the_users_recent_comments_down_everywhere_refuses_them_in_b
     // After 5 s the ban is over in both regions.
     tokio::time::sleep_until(started + Duration::from_secs(5)).await;
     for cluster in [&a, &b] {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            let answer = post(
-                &cluster.http,
-                cluster.ingest_url(&format!("/v1/streams/{stream}/comments")),
-            )
-            .user("troll")
-            .text("sorry")
-            .send()
-            .await;
-            if answer.status == 202 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "still refused: {}", answer.body);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let sorry = || comment_to(cluster, stream, "troll", "viewer", "sorry");
+        let accepted = |status| status == StatusCode::ACCEPTED;
+        let answer = answered(sorry, accepted, Instant::now(), Duration::from_secs(2)).await;
+        answer.expect("troll still refused after the ban's end");
     }
     ban_timings(&a, &b, stream).await;
     settings_timings(&a, &b, "settings-timed").await;
@@ -220,6 +208,24 @@ async fn seen_all(viewer: &mut Viewer, ids: &[&str]) {
     }
 }
 
+/// Sends what `request` makes, every 20 ms, until the answer's status is `done` (its body), or `within` of
+/// `since` has passed (`None`).
+async fn answered(
+    request: impl Fn() -> reqwest::RequestBuilder,
+    done: impl Fn(StatusCode) -> bool,
+    since: Instant,
+    within: Duration,
+) -> Option<Value> {
+    while since.elapsed() <= within {
+        let (status, body) = send(request()).await;
+        if done(status) {
+            return Some(body);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
 /// Polls `cluster`'s ingest with `user`'s likes until one is refused (its problem body), for `within` of
 /// `since`.
 async fn refused_within(
@@ -229,21 +235,21 @@ async fn refused_within(
     within: Duration,
     since: Instant,
 ) -> Option<Value> {
-    let url = cluster.ingest_url(&format!("/v1/streams/{stream}/likes"));
-    while since.elapsed() <= within {
-        let answer = post(&cluster.http, url.clone()).user(user).send().await;
-        if answer.status == 403 {
-            return Some(answer.body);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
+    let likes = format!("/v1/streams/{stream}/likes");
+    let like = || control(cluster, Method::POST, &likes, user, "viewer");
+    answered(
+        like,
+        |status| status == StatusCode::FORBIDDEN,
+        since,
+        within,
+    )
+    .await
 }
 
 /// 20 bans and lifts in region a: how long until region b's ingest refuses, then accepts again.
 async fn ban_timings(a: &Cluster, b: &Cluster, stream: &str) {
     let (mut bans, mut lifts) = (Vec::new(), Vec::new());
-    let url = b.ingest_url(&format!("/v1/streams/{stream}/likes"));
+    let likes = format!("/v1/streams/{stream}/likes");
     for n in 0..20 {
         let user = format!("u{n}");
         let path = format!("/v1/streams/{stream}/bans/{user}");
@@ -257,13 +263,11 @@ async fn ban_timings(a: &Cluster, b: &Cluster, stream: &str) {
         let started = Instant::now();
         let (status, _) = send(control(a, Method::DELETE, &path, "mod", "moderator")).await;
         assert_eq!(status, StatusCode::ACCEPTED);
-        loop {
-            if post(&b.http, url.clone()).user(&user).send().await.status == 202 {
-                break;
-            }
-            assert!(started.elapsed() < WAIT, "ban not lifted in b");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let like = || control(b, Method::POST, &likes, &user, "viewer");
+        let accepted = |status| status == StatusCode::ACCEPTED;
+        answered(like, accepted, started, WAIT)
+            .await
+            .expect("ban not lifted in b");
         lifts.push(started.elapsed());
     }
     println!(
@@ -290,14 +294,10 @@ async fn settings_timings(a: &Cluster, b: &Cluster, stream: &str) {
             let put = control(a, Method::PUT, &path, "owner", "owner")
                 .json(&json!({ "comments": comments }));
             assert_eq!(send(put).await.0, StatusCode::ACCEPTED);
-            loop {
-                let (status, _) = send(comment_to(b, stream, "v", "viewer", "hi")).await;
-                if (status == StatusCode::ACCEPTED) == accepted {
-                    break;
-                }
-                assert!(started.elapsed() < WAIT, "{comments} not applied in b");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let hi = || comment_to(b, stream, "v", "viewer", "hi");
+            let applied = |status| (status == StatusCode::ACCEPTED) == accepted;
+            let answer = answered(hi, applied, started, WAIT).await;
+            answer.unwrap_or_else(|| panic!("{comments} not applied in b"));
             took.push(started.elapsed());
         }
     }
